@@ -1,0 +1,126 @@
+"""The shared tokenizer training loop on a toy autoencoder: learning, checkpoints, exact resume, NaN stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from videopoet.tokenizers.checkpoint import latest_checkpoint, load_weights
+from videopoet.tokenizers.trainer import OptimConfig, TrainConfig, TrainingError, lr_lambda, train_tokenizer
+
+
+class ToySolver:
+    """A linear autoencoder with a toy discriminator, recording the loss of every step it runs."""
+
+    def __init__(self, stop_at: int | None = None, nan_at: int | None = None) -> None:
+        torch.manual_seed(0)
+        self.model = nn.Sequential(nn.Linear(8, 3), nn.Linear(3, 8))
+        self.discriminator = nn.Linear(8, 1)
+        self.losses: dict[int, float] = {}
+        self.stop_at, self.nan_at = stop_at, nan_at
+        self.evaluated = 0
+
+    def folder_config(self) -> dict[str, Any]:
+        return {"kind": "toy"}
+
+    def sample_batch(self, rng: np.random.Generator) -> torch.Tensor:
+        return torch.from_numpy(rng.standard_normal((4, 8)).astype(np.float32))
+
+    def generator_loss(self, batch: torch.Tensor, step: int):
+        if step == self.stop_at:
+            raise KeyboardInterrupt
+        recon = self.model(batch)
+        loss = (recon - batch).pow(2).mean() + 0.01 * torch.randn(()).abs()  # uses the global RNG too
+        if step == self.nan_at:
+            loss = loss * float("nan")
+        self.losses[step] = loss.item()
+        return loss, {"loss": loss.item()}, recon.detach()
+
+    def discriminator_loss(self, batch: torch.Tensor, recon: torch.Tensor, step: int):
+        if step < 2:
+            return None
+        d = torch.relu(1 - self.discriminator(batch)).mean() + torch.relu(1 + self.discriminator(recon)).mean()
+        return d, {"d_loss": d.item()}
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        self.evaluated += 1
+        x = torch.ones(2, 8)
+        return {"val_mse": (model(x) - x).pow(2).mean().item()}
+
+    def write_samples(self, writer: Any, model: nn.Module, step: int) -> None:
+        writer.add_scalar("samples/dummy", 1.0, step)
+
+
+def config(**kw: Any) -> TrainConfig:
+    base = dict(steps=8, batch_size=4, optim=OptimConfig(lr=1e-2, warmup_steps=2), ema_decay=0.9, precision="fp32",
+                log_every=2, val_every=4, sample_every=4, save_every=3, keep_last=2, num_workers=0, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_learns_saves_and_keeps_last(tmp_path: Path) -> None:
+    solver = ToySolver()
+    result = train_tokenizer(solver, config(steps=30, save_every=10), tmp_path)
+    assert solver.losses[29] < solver.losses[0]
+    assert result["val"]["val_mse"] >= 0 and solver.evaluated == 8  # every 4 steps and at the end
+    ckpts = sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*"))
+    assert ckpts == ["step_0000020", "step_0000030"]
+    assert latest_checkpoint(tmp_path).name == "step_0000030"
+    assert (tmp_path / "config.json").is_file() and (tmp_path / "tensorboard").is_dir()
+    loaded = nn.Sequential(nn.Linear(8, 3), nn.Linear(3, 8))
+    load_weights(loaded, tmp_path / "model.safetensors")  # the EMA weights, ready for encode/decode
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_continues_exactly(tmp_path: Path, workers: int) -> None:
+    whole = ToySolver()
+    train_tokenizer(whole, config(num_workers=workers), tmp_path / "whole")
+
+    interrupted = ToySolver(stop_at=5)
+    with pytest.raises(KeyboardInterrupt):
+        train_tokenizer(interrupted, config(num_workers=workers), tmp_path / "split")
+    assert latest_checkpoint(tmp_path / "split").name == "step_0000003"
+    with pytest.raises(TrainingError, match="already holds a training run"):
+        train_tokenizer(ToySolver(), config(), tmp_path / "split")
+
+    resumed = ToySolver()
+    train_tokenizer(resumed, config(num_workers=workers), tmp_path / "split", resume=True)
+    assert sorted(resumed.losses) == list(range(3, 8))
+    for step in range(3, 8):
+        assert resumed.losses[step] == pytest.approx(whole.losses[step], abs=1e-6)
+
+
+def test_nan_stops_with_step(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="at step 4"):
+        train_tokenizer(ToySolver(nan_at=4), config(), tmp_path)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train_tokenizer(ToySolver(), config(), tmp_path / "empty", resume=True)
+
+
+def test_crash_while_saving_keeps_latest_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train_tokenizer(ToySolver(), config(steps=3), tmp_path)
+    import videopoet.tokenizers.checkpoint as ckpt
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        train_tokenizer(ToySolver(), config(steps=6), tmp_path, resume=True)
+    assert latest_checkpoint(tmp_path).name == "step_0000003"
+    monkeypatch.undo()
+    resumed = ToySolver()
+    train_tokenizer(resumed, config(steps=6), tmp_path, resume=True)
+    assert min(resumed.losses) == 3
+
+
+def test_schedule_warmup_then_cosine() -> None:
+    f = lr_lambda(OptimConfig(warmup_steps=10, min_lr_ratio=0.1), total_steps=110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
+    assert all(f(s) >= f(s + 1) for s in range(10, 110))

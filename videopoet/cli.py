@@ -1,0 +1,184 @@
+"""The `videopoet` command. Subcommands parse their options and delegate; the work lives in the package.
+
+A user error (bad path, bad option, unreadable file: any `UserError`) prints one line on stderr and exits
+with status 2; `--debug` shows the traceback instead. Heavy modules are imported inside the handlers so
+`videopoet --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from videopoet import __version__
+from videopoet.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+# Errors of the environment a user can fix (a wrong path, a folder without permission) count as user
+# errors at the command line; every other exception is a bug and keeps its traceback.
+_USER_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+# ---- handlers: each delegates to one library call ----------------------------------------------------
+
+
+def _media_probe(args: argparse.Namespace) -> None:
+    from videopoet.data.io import probe
+
+    infos = [probe(path).to_dict() for path in args.files]
+    _print_json(infos[0] if len(infos) == 1 else infos)
+
+
+def _config_show(args: argparse.Namespace) -> None:
+    import yaml
+
+    from videopoet.config import load_project_config, to_dict
+
+    sections = load_project_config(args.config, args.overrides)
+    print(yaml.safe_dump({name: to_dict(cfg) for name, cfg in sections.items()}, sort_keys=False), end="")
+
+
+def _tokenizer_train_text(args: argparse.Namespace) -> None:
+    from videopoet.config import load_section
+    from videopoet.tokenizers.text import train_text_tokenizer
+
+    overrides = list(args.overrides)
+    if args.vocab_size is not None:
+        overrides.append(f"vocab_size={args.vocab_size}")
+    config = load_section("text_tokenizer", args.config, overrides)
+    tokenizer = train_text_tokenizer(args.input, args.out, config)
+    print(f"trained a text tokenizer with {tokenizer.vocab_size} pieces in {args.out}")
+
+
+def _data_shapes(args: argparse.Namespace) -> None:
+    from videopoet.config import load_section
+    from videopoet.data.synthetic import write_shapes_dataset
+
+    overrides = list(args.overrides)
+    for key in ("size", "frames", "fps"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    config = load_section("shapes", args.config, overrides)
+    metadata = write_shapes_dataset(args.out, num_clips=args.num_clips, seed=args.seed, config=config)
+    print(f"wrote {args.num_clips} clips and {metadata}")
+
+
+def _eval_shapes(args: argparse.Namespace) -> None:
+    from videopoet.eval.shapes import evaluate, format_report
+
+    result = evaluate(args.inputs, metadata=args.metadata, prompt=args.prompt)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_report(result))
+
+
+# ---- parser -------------------------------------------------------------------------------------------
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="project config YAML (e.g. configs/tiny.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. vocab_size=2000")
+
+
+def _group(subparsers: Any, name: str, help_text: str) -> Any:
+    """A subcommand that only holds further subcommands."""
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(func=lambda _args, p=parser: p.error("choose a subcommand"))
+    return parser.add_subparsers(title="subcommands", metavar="COMMAND")
+
+
+def _command(subparsers: Any, name: str, help_text: str, func: Callable[[argparse.Namespace], Any]) -> Any:
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree: `videopoet GROUP [SUBGROUP] COMMAND [options]`."""
+    parser = _Parser(
+        prog="videopoet",
+        description="An open VideoPoet-style multimodal LLM training system.",
+    )
+    parser.add_argument("--version", action="version", version=f"videopoet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.set_defaults(func=lambda _args: parser.print_help())
+    top = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    media = _group(top, "media", "inspect media files")
+    p = _command(media, "probe", "print a media file's container and streams as JSON", _media_probe)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    config = _group(top, "config", "inspect project configs")
+    p = _command(config, "show", "print a project config with overrides applied, validated", _config_show)
+    _add_config_options(p)
+
+    tokenizer = _group(top, "tokenizer", "train and use the text, video and audio tokenizers")
+    train = _group(tokenizer, "train", "train a tokenizer")
+    p = _command(train, "text", "train the SentencePiece text tokenizer on captions", _tokenizer_train_text)
+    p.add_argument("--input", required=True, type=Path, help="UTF-8 text file, one caption per line")
+    p.add_argument("--vocab-size", type=int, help="number of pieces (default from the config)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    _add_config_options(p)
+
+    data = _group(top, "data", "make and prepare training data")
+    p = _command(data, "shapes", "write the built-in shapes dataset (moving shapes with tones and captions)", _data_shapes)
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--num-clips", required=True, type=int, help="number of clips")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
+    p.add_argument("--size", type=int, help="frame height and width in pixels (default 64)")
+    p.add_argument("--frames", type=int, help="frames per clip (default 17)")
+    p.add_argument("--fps", type=float, help="frames per second (default 8)")
+    _add_config_options(p)
+
+    evaluate = _group(top, "eval", "score generated or reconstructed media")
+    p = _command(evaluate, "shapes", "read color, shape, direction and pitch of shapes clips", _eval_shapes)
+    p.add_argument("--inputs", nargs="+", required=True, type=Path, metavar="FILE")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--metadata", type=Path, help="metadata.jsonl of a shapes dataset")
+    target.add_argument("--prompt", help="the prompt every input was generated from")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (UserError, *_USER_OS_ERRORS) as e:
+        if debug:
+            traceback.print_exc()
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"videopoet: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("videopoet: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Tokenizer weights and training checkpoints on disk.
+
+A tokenizer folder (what `--ckpt DIR` takes) holds `config.json` and `model.safetensors` (the EMA weights
+of the latest save). Training checkpoints live under `DIR/checkpoints/step_NNNNNNN/` with the raw and
+EMA weights, the discriminator and `training_state.pt` (optimizers, schedulers, step, RNG); the file
+`DIR/checkpoints/latest` names the newest complete one. Every write goes to a temporary name first and
+is renamed into place, so a crash while saving never leaves `latest` (or the tokenizer folder) pointing
+at a broken checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from videopoet.errors import UserError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_FILE = "latest"
+
+
+class CheckpointError(UserError):
+    """A tokenizer folder or checkpoint that is missing, corrupt, or made for another model."""
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_weights(module: nn.Module, path: str | Path) -> None:
+    """Write a module's state (parameters and buffers) as safetensors, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_weights(module: nn.Module, path: str | Path) -> None:
+    """Load safetensors weights into `module`, saying exactly what does not fit."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"weights file {path} is corrupt or not safetensors: {e}") from None
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[0]}, file vs model)")
+        raise CheckpointError(f"weights in {path} do not fit this model's config: " + "; ".join(parts))
+    module.load_state_dict(state)
+
+
+def save_json(data: dict[str, Any], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def load_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.name} not found in {path.parent}: not a tokenizer folder") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    return data
+
+
+def save_tokenizer_folder(folder: str | Path, module: nn.Module, config: dict[str, Any]) -> None:
+    """Write `config.json` and `model.safetensors`: the folder that encode/decode/eval load."""
+    folder = Path(folder)
+    save_weights(module, folder / WEIGHTS_FILE)
+    save_json(config, folder / CONFIG_FILE)
+
+
+def load_tokenizer_config(folder: str | Path, kind: str) -> dict[str, Any]:
+    """The config JSON of a tokenizer folder, checked to be of `kind` ('video' or 'audio')."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"tokenizer folder not found: {folder}")
+    config = load_json(folder / CONFIG_FILE)
+    if config.get("kind") != kind:
+        raise CheckpointError(f"{folder} holds a {config.get('kind', 'unknown')!r} tokenizer, not a {kind!r} one")
+    return config
+
+
+# ---- training checkpoints ---------------------------------------------------------------------------------
+
+
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS_DIR / f"step_{step:07d}"
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint `latest` names, or None when the run has none."""
+    pointer = Path(run_dir) / CHECKPOINTS_DIR / LATEST_FILE
+    if not pointer.is_file():
+        return None
+    path = pointer.parent / pointer.read_text(encoding="utf-8").strip()
+    if not path.is_dir():
+        raise CheckpointError(f"{pointer} names {path.name}, which does not exist")
+    return path
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    modules: dict[str, nn.Module],
+    state: dict[str, Any],
+    keep_last: int,
+) -> Path:
+    """Write modules (safetensors) and training state (torch.save) for `step`, then move `latest` to it
+    and delete all but the newest `keep_last` checkpoints."""
+    final = checkpoint_dir(run_dir, step)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, module in modules.items():
+        save_weights(module, tmp / f"{name}.safetensors")
+    torch.save(state, tmp / "training_state.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _atomic_write_text(final.parent / LATEST_FILE, final.name + "\n")
+    steps = sorted(p for p in final.parent.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
+    for old in steps[: max(0, len(steps) - max(1, keep_last))]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: str | Path, modules: dict[str, nn.Module]) -> dict[str, Any]:
+    """Restore modules from a training checkpoint and return its training state."""
+    path = Path(path)
+    for name, module in modules.items():
+        load_weights(module, path / f"{name}.safetensors")
+    try:
+        return torch.load(path / "training_state.pt", map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} has no training_state.pt") from None
+    except Exception as e:  # a truncated or foreign pickle
+        raise CheckpointError(f"checkpoint {path} has a corrupt training_state.pt: {e}") from None

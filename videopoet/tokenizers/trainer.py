@@ -1,0 +1,341 @@
+"""The training loop both media tokenizers share.
+
+A tokenizer describes its training as a `TokenizerSolver` (build model and data, compute the generator
+and discriminator losses, evaluate, write samples); `train_tokenizer` runs it: AdamW with warm-up and
+cosine decay, gradient clipping, EMA weights, bf16 autocast where the hardware has it, a progress bar,
+TensorBoard scalars and samples, validation, safetensors checkpoints every N steps with resume, and a
+clear stop on a NaN or infinite loss.
+
+Data for step `s` comes from `solver.sample_batch(rng)` with `rng` seeded by `(seed, s)`, so a resumed run
+sees exactly the batches an uninterrupted one would; batches are made ahead in DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm.auto import tqdm
+
+from videopoet.errors import UserError
+from videopoet.tokenizers.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_tokenizer_folder,
+)
+
+
+class TrainingError(UserError):
+    """Training cannot go on: a non-finite loss, or a run folder that does not fit the request."""
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay to `lr * min_lr_ratio` at the last step."""
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the shared tokenizer training loop."""
+
+    steps: int = 1000
+    batch_size: int = 8
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    disc_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, betas=(0.5, 0.9)))
+    ema_decay: float = 0.999
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has it
+    log_every: int = 10
+    val_every: int = 200
+    sample_every: int = 500
+    save_every: int = 500
+    keep_last: int = 2
+    seed: int = 0
+    num_workers: int = 1  # DataLoader workers that make batches ahead of the step
+    device: str = "auto"  # auto: cuda when available, else cpu
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be at least 1")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name in ("log_every", "val_every", "sample_every", "save_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+class TokenizerSolver(Protocol):
+    """What the loop needs from a tokenizer. Losses are returned, the loop does backward and steps."""
+
+    model: nn.Module
+    discriminator: nn.Module | None
+
+    def folder_config(self) -> dict[str, Any]:
+        """The JSON saved as the tokenizer folder's config.json (kind, model config, training config)."""
+
+    def sample_batch(self, rng: np.random.Generator) -> Any:
+        """One training batch of CPU tensors; runs in DataLoader workers."""
+
+    def generator_loss(self, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float], Any]:
+        """Total loss of the tokenizer, scalars to log, and what `discriminator_loss` needs (e.g. the
+        reconstruction)."""
+
+    def discriminator_loss(self, batch: Any, aux: Any, step: int) -> tuple[torch.Tensor, dict[str, float]] | None:
+        """The discriminator's loss, or None while it is switched off."""
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics of `model` (the EMA weights) on held-out data."""
+
+    def write_samples(self, writer: Any, model: nn.Module, step: int) -> None:
+        """Reconstruction samples to TensorBoard."""
+
+
+class EMA:
+    """Exponential moving average of a model's parameters; buffers (codebooks, statistics) are copied."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for ema_p, p in zip(self.model.parameters(), model.parameters()):
+            ema_p.lerp_(p.detach(), 1.0 - self.decay)
+        for ema_b, b in zip(self.model.buffers(), model.buffers()):
+            ema_b.copy_(b)
+
+
+def lr_lambda(config: OptimConfig, total_steps: int):
+    """Multiplier of the base learning rate at a step: linear warm-up, then cosine to min_lr_ratio."""
+
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        span = max(1, total_steps - config.warmup_steps)
+        progress = min(1.0, (step - config.warmup_steps) / span)
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def build_optimizer(params: Any, config: OptimConfig, total_steps: int):
+    """AdamW and its warm-up + cosine schedule."""
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
+    return optimizer, scheduler
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bf16 matrix math natively (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 when asked for, or when `auto` and the hardware runs it fast; None means fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
+
+
+class _StepBatches(IterableDataset):
+    """Yields (step, batch) for steps start, start+1, ...; worker w makes the steps with s % W == w, and
+    the DataLoader interleaves workers in order, so the sequence is the same for any worker count."""
+
+    def __init__(self, solver: TokenizerSolver, seed: int, start: int, stop: int) -> None:
+        self.solver, self.seed, self.start, self.stop = solver, seed, start, stop
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        info = get_worker_info()
+        workers, wid = (info.num_workers, info.id) if info else (1, 0)
+        if info:
+            torch.set_num_threads(1)
+        for step in range(self.start + wid, self.stop, workers):
+            yield step, self.solver.sample_batch(np.random.default_rng([self.seed, step]))
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _check_finite(loss: torch.Tensor, what: str, step: int, logs: dict[str, float]) -> None:
+    if not torch.isfinite(loss.detach()).all():
+        bad = ", ".join(f"{k}={v:.4g}" for k, v in logs.items() if not math.isfinite(v)) or f"loss={loss.item()}"
+        raise TrainingError(
+            f"the {what} loss became {loss.item()} at step {step} ({bad}); lower the learning rate or check "
+            "the data, then resume from the last checkpoint with --resume"
+        )
+
+
+def _backward_step(loss: torch.Tensor, params: list[nn.Parameter], optimizer, scheduler, clip: float) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+    optimizer.step()
+    scheduler.step()
+    return float(norm)
+
+
+def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train `solver`'s tokenizer into `out_dir`; returns the last validation metrics and losses."""
+    out_dir = Path(out_dir)
+    found = latest_checkpoint(out_dir)
+    if found is not None and not resume:
+        raise TrainingError(f"{out_dir} already holds a training run (at {found.name}); pass --resume to continue it or choose another --out")
+    if resume and found is None:
+        raise TrainingError(f"nothing to resume: {out_dir} holds no checkpoint")
+
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    amp_dtype = autocast_dtype(config.precision, device)
+    model = solver.model.to(device)
+    disc = solver.discriminator.to(device) if solver.discriminator is not None else None
+    gen_params = [p for p in model.parameters() if p.requires_grad]
+    gen_opt, gen_sched = build_optimizer(gen_params, config.optim, config.steps)
+    disc_opt = disc_sched = None
+    if disc is not None:
+        disc_opt, disc_sched = build_optimizer(disc.parameters(), config.disc_optim, config.steps)
+    ema = EMA(model, config.ema_decay)
+
+    modules: dict[str, nn.Module] = {"model": model, "ema": ema.model}
+    if disc is not None:
+        modules["discriminator"] = disc
+    start = 0
+    if found is not None:
+        state = load_checkpoint(found, modules)
+        gen_opt.load_state_dict(state["optimizer"])
+        gen_sched.load_state_dict(state["scheduler"])
+        if disc_opt is not None:
+            disc_opt.load_state_dict(state["disc_optimizer"])
+            disc_sched.load_state_dict(state["disc_scheduler"])
+        _set_rng_state(state["rng"])
+        start = int(state["step"])
+        print(f"resuming {out_dir} from step {start}")
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start or None)
+    loader = DataLoader(
+        _StepBatches(solver, config.seed, start, config.steps),
+        batch_size=None,
+        num_workers=config.num_workers,
+        prefetch_factor=2 if config.num_workers else None,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched for resume
+    )
+
+    def save(step: int) -> None:
+        state = {
+            "step": step,
+            "optimizer": gen_opt.state_dict(),
+            "scheduler": gen_sched.state_dict(),
+            "rng": _rng_state(),
+        }
+        if disc_opt is not None:
+            state["disc_optimizer"] = disc_opt.state_dict()
+            state["disc_scheduler"] = disc_sched.state_dict()
+        save_checkpoint(out_dir, step, modules, state, config.keep_last)
+        save_tokenizer_folder(out_dir, ema.model, solver.folder_config())
+
+    metrics: dict[str, float] = {}
+    logs: dict[str, float] = {}
+    bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    last_time, last_step = time.perf_counter(), start
+    step = start
+    try:
+        for step, batch in loader:
+            model.train()
+            batch = _to_device(batch, device)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                loss, logs, aux = solver.generator_loss(batch, step)
+            _check_finite(loss, "tokenizer", step, logs)
+            logs["grad_norm"] = _backward_step(loss, gen_params, gen_opt, gen_sched, config.optim.grad_clip)
+            logs["lr"] = gen_sched.get_last_lr()[0]
+            ema.update(model)
+            if disc is not None:
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    out = solver.discriminator_loss(batch, aux, step)
+                if out is not None:
+                    d_loss, d_logs = out
+                    _check_finite(d_loss, "discriminator", step, d_logs)
+                    logs.update(d_logs)
+                    logs["disc_grad_norm"] = _backward_step(d_loss, list(disc.parameters()), disc_opt, disc_sched, config.disc_optim.grad_clip)
+            done = step + 1
+            bar.update(1)
+            if done % config.log_every == 0 or done == config.steps:
+                now = time.perf_counter()
+                logs["steps_per_s"] = (done - last_step) / max(now - last_time, 1e-9)
+                last_time, last_step = now, done
+                for k, v in logs.items():
+                    writer.add_scalar(f"train/{k}", v, done)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("loss", "rec", "d_loss", "lr")})
+            if done % config.val_every == 0 or done == config.steps:
+                metrics = solver.evaluate(ema.model)
+                for k, v in metrics.items():
+                    writer.add_scalar(f"val/{k}", v, done)
+                bar.write(f"step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+            if done % config.sample_every == 0 or done == config.steps:
+                solver.write_samples(writer, ema.model, done)
+            if done % config.save_every == 0 or done == config.steps:
+                save(done)
+    finally:
+        bar.close()
+        writer.close()
+    return {"step": config.steps, "train": logs, "val": metrics}
