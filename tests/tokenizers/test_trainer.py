@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from videopoet.optim import OptimConfig
 from videopoet.tokenizers.checkpoint import latest_checkpoint, load_weights
-from videopoet.tokenizers.trainer import OptimConfig, TrainConfig, TrainingError, lr_lambda, train_tokenizer
+from videopoet.tokenizers.trainer import TrainConfig, TrainingError, train_tokenizer
 
 
 class ToySolver:
@@ -117,10 +118,3 @@ def test_crash_while_saving_keeps_latest_valid(tmp_path: Path, monkeypatch: pyte
     resumed = ToySolver()
     train_tokenizer(resumed, config(steps=6), tmp_path, resume=True)
     assert min(resumed.losses) == 3
-
-
-def test_schedule_warmup_then_cosine() -> None:
-    f = lr_lambda(OptimConfig(warmup_steps=10, min_lr_ratio=0.1), total_steps=110)
-    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
-    assert f(60) == pytest.approx(0.55) and f(110) == pytest.approx(0.1)
-    assert all(f(s) >= f(s + 1) for s in range(10, 110))

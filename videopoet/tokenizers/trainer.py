@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from videopoet.errors import UserError
+from videopoet.optim import OptimConfig, build_optimizer
 from videopoet.tokenizers.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -38,24 +39,6 @@ from videopoet.tokenizers.checkpoint import (
 
 class TrainingError(UserError):
     """Training cannot go on: a non-finite loss, or a run folder that does not fit the request."""
-
-
-@dataclass
-class OptimConfig:
-    """AdamW with linear warm-up then cosine decay to `lr * min_lr_ratio` at the last step."""
-
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.99)
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError("warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
 
 
 @dataclass
@@ -126,26 +109,6 @@ class EMA:
             ema_p.lerp_(p.detach(), 1.0 - self.decay)
         for ema_b, b in zip(self.model.buffers(), model.buffers()):
             ema_b.copy_(b)
-
-
-def lr_lambda(config: OptimConfig, total_steps: int):
-    """Multiplier of the base learning rate at a step: linear warm-up, then cosine to min_lr_ratio."""
-
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        span = max(1, total_steps - config.warmup_steps)
-        progress = min(1.0, (step - config.warmup_steps) / span)
-        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
-def build_optimizer(params: Any, config: OptimConfig, total_steps: int):
-    """AdamW and its warm-up + cosine schedule."""
-    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, total_steps))
-    return optimizer, scheduler
 
 
 def cpu_has_bf16() -> bool:
