@@ -76,8 +76,8 @@ def _data_shapes(args: argparse.Namespace) -> None:
         if getattr(args, key) is not None:
             overrides.append(f"{key}={getattr(args, key)}")
     config = load_section("shapes", args.config, overrides)
-    metadata = write_shapes_dataset(args.out, num_clips=args.num_clips, seed=args.seed, config=config)
-    print(f"wrote {args.num_clips} clips and {metadata}")
+    out = write_shapes_dataset(args.out, num_clips=args.num_clips, seed=args.seed, config=config)
+    print(f"wrote {args.num_clips} clips to {out / 'clips'} with {out / 'metadata.jsonl'}")
 
 
 def _eval_shapes(args: argparse.Namespace) -> None:

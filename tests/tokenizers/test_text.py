@@ -257,3 +257,14 @@ def test_training_is_quiet(tmp_path: Path, capfd: pytest.CaptureFixture[str]) ->
     captured = capfd.readouterr()
     assert captured.out == ""
     assert captured.err == ""
+
+
+def test_captions_from_jsonl_rows(tmp_path: Path) -> None:
+    from videopoet.tokenizers.text import read_captions
+
+    path = tmp_path / "metadata.jsonl"
+    path.write_text('{"file": "a.mp4", "caption": "a red circle"}\n{"file": "b.mp4"}\n\n{"caption": "a blue square"}\n')
+    assert read_captions(path) == ["a red circle", "a blue square"]
+    path.write_text("{not json\n")
+    with pytest.raises(TextTokenizerError, match="line 1 is not JSON"):
+        read_captions(path)

@@ -224,7 +224,8 @@ def _utf8_length(lead_byte: int) -> int:
 
 
 def read_captions(captions: Iterable[str] | str | Path) -> list[str]:
-    """Captions from an iterable of strings or a UTF-8 file with one caption per line; blanks skipped."""
+    """Captions from an iterable of strings, a UTF-8 file with one caption per line, or a `.jsonl` file
+    whose rows have a `caption` field (such as a shapes dataset's metadata.jsonl); blanks skipped."""
     if isinstance(captions, (str, Path)):
         path = Path(captions)
         if not path.is_file():
@@ -232,6 +233,8 @@ def read_captions(captions: Iterable[str] | str | Path) -> list[str]:
         try:
             with path.open(encoding="utf-8") as f:
                 lines = [line.rstrip("\n") for line in f]
+            if path.suffix == ".jsonl":
+                lines = [_caption_of_row(line, path, i + 1) for i, line in enumerate(lines) if line.strip()]
         except UnicodeDecodeError as err:
             raise TextTokenizerError(f"captions file {path} is not UTF-8 text: {err}") from err
         source = f"captions file {path}"
@@ -245,6 +248,17 @@ def read_captions(captions: Iterable[str] | str | Path) -> list[str]:
     if not kept:
         raise TextTokenizerError(f"{source} has no captions (only blank lines or nothing at all)")
     return kept
+
+
+def _caption_of_row(line: str, path: Path, number: int) -> str:
+    try:
+        row = json.loads(line)
+    except ValueError as err:
+        raise TextTokenizerError(f"{path} line {number} is not JSON: {err}") from None
+    caption = row.get("caption") if isinstance(row, dict) else None
+    if caption is not None and not isinstance(caption, str):
+        raise TextTokenizerError(f"{path} line {number}: caption must be a string")
+    return caption or ""
 
 
 def train_text_tokenizer(

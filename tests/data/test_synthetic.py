@@ -1,0 +1,267 @@
+"""The built-in shapes dataset: rendering, captions, splits, files on disk, determinism."""
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from videopoet.data import io as media_io
+from videopoet.data import synthetic as syn
+from videopoet.data.synthetic import (
+    ALL_COMBOS,
+    COLORS,
+    DIRECTIONS,
+    HELDOUT_COMBOS,
+    PITCH_HZ,
+    SHAPES,
+    TRAIN_COMBOS,
+    ShapesConfig,
+    generate_clips,
+    make_caption,
+    render_clip,
+    write_shapes_dataset,
+)
+from videopoet.errors import UserError
+
+
+def _shape_mask(frames: np.ndarray) -> np.ndarray:
+    """Pixels clearly different from the (gray) corner color: [T, H, W]."""
+    f = frames.astype(np.int32)
+    bg = f[:, :1, :1, :]
+    return np.abs(f - bg).sum(-1) > 90
+
+
+def test_constants():
+    assert COLORS == {
+        "red": (230, 40, 40),
+        "green": (40, 200, 70),
+        "blue": (50, 90, 240),
+        "yellow": (240, 220, 50),
+    }
+    assert SHAPES == ("circle", "square", "triangle")
+    assert set(DIRECTIONS) == {"left", "right", "up", "down"}
+    assert PITCH_HZ == {"circle": 262.0, "square": 392.0, "triangle": 659.0}
+    assert len(ALL_COMBOS) == 48 and len(set(ALL_COMBOS)) == 48
+
+
+def test_heldout_combos_leave_every_attribute_in_training():
+    assert len(HELDOUT_COMBOS) == len(set(HELDOUT_COMBOS)) == 6
+    assert set(HELDOUT_COMBOS) <= set(ALL_COMBOS)
+    assert set(TRAIN_COMBOS) == set(ALL_COMBOS) - set(HELDOUT_COMBOS)
+    for i, values in enumerate((COLORS, SHAPES, DIRECTIONS)):
+        assert {c[i] for c in TRAIN_COMBOS} == set(values)
+    # Every pair of attributes of a held-out combination is still seen in training.
+    for c, s, d in HELDOUT_COMBOS:
+        assert any(t[0] == c and t[1] == s for t in TRAIN_COMBOS)
+        assert any(t[0] == c and t[2] == d for t in TRAIN_COMBOS)
+        assert any(t[1] == s and t[2] == d for t in TRAIN_COMBOS)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_render_all_combos(seed):
+    cfg = ShapesConfig()
+    for i, (color, shape, direction) in enumerate(ALL_COMBOS):
+        frames, audio = render_clip(color, shape, direction, np.random.default_rng([seed, i]), cfg)
+        assert frames.shape == (17, 64, 64, 3) and frames.dtype == np.uint8
+        assert audio.shape == (34000,) and audio.dtype == np.float32
+
+        # Dark gray background, shape never touching the border.
+        corner = frames[0, 0, 0]
+        assert corner[0] == corner[1] == corner[2] and corner[0] <= 60
+        border = np.concatenate([frames[:, 0], frames[:, -1], frames[:, :, 0], frames[:, :, -1]], axis=1)
+        assert (border == corner).all()
+
+        mask = _shape_mask(frames)
+        assert mask.sum(axis=(1, 2)).min() > 100
+        # The fill is exactly the palette color inside the shape.
+        core = frames[mask]
+        exact = (core == np.asarray(COLORS[color])).all(-1).mean()
+        assert exact > 0.6
+
+        # Size about 0.3 of the canvas.
+        ys, xs = np.nonzero(mask[8])
+        assert 0.24 * 64 <= xs.max() - xs.min() + 1 <= 0.36 * 64
+        assert 0.24 * 64 <= ys.max() - ys.min() + 1 <= 0.36 * 64
+
+        # Centroid of the bounding box travels ~0.2 -> ~0.8 along the direction, at constant speed.
+        centers = []
+        for t in range(frames.shape[0]):
+            ys, xs = np.nonzero(mask[t])
+            centers.append(((xs.min() + xs.max() + 1) / 128.0, (ys.min() + ys.max() + 1) / 128.0))
+        centers = np.asarray(centers)
+        axis = 0 if direction in ("left", "right") else 1
+        along, perp = centers[:, axis], centers[:, 1 - axis]
+        first, last = (0.2, 0.8) if direction in ("right", "down") else (0.8, 0.2)
+        assert abs(along[0] - first) < 0.07 and abs(along[-1] - last) < 0.07, (direction, along)
+        steps = np.diff(along)
+        assert np.all(np.sign(steps) == np.sign(last - first))
+        assert np.ptp(steps) < 0.04  # constant speed up to pixel rounding
+        assert np.ptp(perp) < 0.02 and abs(perp.mean() - 0.5) < 0.1
+
+        # Triangle apex up: narrow at the top, wide at the bottom.
+        if shape == "triangle":
+            rows = mask[0].sum(axis=1)
+            nz = np.nonzero(rows)[0]
+            assert rows[nz[0]] < rows[nz[-1]] / 3
+
+
+def test_render_audio_tone():
+    cfg = ShapesConfig()
+    for shape, hz in PITCH_HZ.items():
+        wav = syn.render_audio(shape, cfg)
+        assert np.abs(wav).max() <= 0.5 + 1e-6 and np.abs(wav).max() > 0.49
+        assert abs(wav[0]) < 1e-3 and abs(wav[-1]) < 0.01  # faded in and out
+        spec = np.abs(np.fft.rfft(wav * np.hanning(wav.size), 1 << 18))
+        peak = np.argmax(spec) * cfg.sample_rate / (1 << 18)
+        assert abs(peak - hz) < 1.0
+    short = ShapesConfig(frames=9, fps=4.0, sample_rate=8000)
+    assert syn.render_audio("circle", short).shape == (18000,)
+
+
+def test_render_is_seeded_and_varied():
+    a = render_clip("red", "circle", "left", np.random.default_rng(7))
+    b = render_clip("red", "circle", "left", np.random.default_rng(7))
+    c = render_clip("red", "circle", "left", np.random.default_rng(8))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_other_sizes():
+    cfg = ShapesConfig(size=32, frames=5, fps=4.0)
+    frames, audio = render_clip("blue", "square", "down", np.random.default_rng(0), cfg)
+    assert frames.shape == (5, 32, 32, 3)
+    assert audio.shape == (int(round(5 / 4.0 * 16000)),)
+
+
+def test_captions():
+    seen_templates = set()
+    for i, (c, s, d) in enumerate(ALL_COMBOS * 3):
+        cap = make_caption(c, s, d, np.random.default_rng(i))
+        words = cap.replace(",", " ").split()
+        assert c in words and s in words
+        assert any(w.startswith(d) for w in words), cap
+        seen_templates.add(cap.replace(c, "C").replace(s, "S"))
+    assert len({t for t in seen_templates}) >= 4 * 4  # several templates, several direction phrasings
+    assert make_caption("red", "circle", "left", np.random.default_rng(3)) == make_caption(
+        "red", "circle", "left", np.random.default_rng(3)
+    )
+    with pytest.raises(UserError):
+        make_caption("purple", "circle", "left", np.random.default_rng(0))
+
+
+def test_config_validation():
+    for bad in (
+        dict(size=8),
+        dict(frames=1),
+        dict(fps=0),
+        dict(sample_rate=100),
+        dict(val_fraction=-0.1),
+        dict(heldout_fraction=1.0),
+        dict(val_fraction=0.5, heldout_fraction=0.5),
+    ):
+        with pytest.raises(UserError):
+            ShapesConfig(**bad)
+
+
+def test_generate_clips_splits_and_combos():
+    clips = list(generate_clips(100, seed=5))
+    counts = Counter(c.split for c in clips)
+    assert counts == {"train": 80, "val": 10, "heldout": 10}
+    for clip in clips:
+        combo = (clip.color, clip.shape, clip.direction)
+        if clip.split == "heldout":
+            assert combo in HELDOUT_COMBOS
+        else:
+            assert combo not in HELDOUT_COMBOS
+        assert clip.pitch_hz == PITCH_HZ[clip.shape]
+    # Training combos are balanced: cycles through all 42 before repeating.
+    train_val = Counter((c.color, c.shape, c.direction) for c in clips if c.split != "heldout")
+    assert len(train_val) == 42 and max(train_val.values()) - min(train_val.values()) <= 1
+    assert len({(c.color, c.shape, c.direction) for c in clips if c.split == "heldout"}) == 6
+    # One clip: at least one training clip, no others.
+    assert [c.split for c in generate_clips(1, seed=0)] == ["train"]
+
+
+def _write(tmp_path, name, n=6, seed=11, **kw):
+    return write_shapes_dataset(tmp_path / name, n, seed, ShapesConfig(**kw), progress=False)
+
+
+def test_write_dataset_layout_and_determinism(tmp_path, capsys):
+    a = _write(tmp_path, "a", n=10)
+    b = _write(tmp_path, "b", n=10)
+    c = _write(tmp_path, "c", n=10, seed=12)
+    assert capsys.readouterr().err == ""  # progress=False: no bar
+
+    rows = [json.loads(line) for line in (a / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 10
+    assert [r["file"] for r in rows] == [f"clips/clip_{i:05d}.mp4" for i in range(10)]
+    for r in rows:
+        assert set(r) >= {"file", "caption", "color", "shape", "direction", "pitch_hz", "split"}
+        assert r["split"] in {"train", "val", "heldout"}
+        assert ((r["color"], r["shape"], r["direction"]) in HELDOUT_COMBOS) == (r["split"] == "heldout")
+    assert Counter(r["split"] for r in rows) == {"train": 8, "val": 1, "heldout": 1}
+
+    info = json.loads((a / "dataset.json").read_text())
+    assert info["seed"] == 11 and info["num_clips"] == 10
+    assert info["config"]["size"] == 64 and info["config"]["frames"] == 17
+    assert [tuple(x) for x in info["heldout_combos"]] == list(HELDOUT_COMBOS)
+
+    # Same seed: byte-identical files; another seed: different clips.
+    for name in ["metadata.jsonl", "dataset.json"] + [r["file"] for r in rows]:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (a / "metadata.jsonl").read_bytes() != (c / "metadata.jsonl").read_bytes()
+
+    # The files are real H.264 + AAC clips of the configured shape.
+    m = media_io.probe(a / rows[0]["file"])
+    assert m.video[0].codec == "h264" and m.video[0].width == 64 and m.video[0].height == 64
+    assert abs(m.video[0].fps - 8.0) < 1e-6
+    assert m.audio[0].codec == "aac" and m.audio[0].sample_rate == 16000
+    frames = media_io.read_clip(a / rows[0]["file"], 0.0, 17, 8.0)
+    clip = next(iter(generate_clips(10, seed=11)))
+    assert np.abs(frames.astype(int) - clip.frames.astype(int)).mean() < 3.0
+
+
+def test_write_dataset_refusals_and_reuse(tmp_path):
+    out = _write(tmp_path, "ds", n=3)
+    before = (out / "clips" / "clip_00000.mp4").stat().st_mtime_ns
+    # The same dataset again: a no-op.
+    assert _write(tmp_path, "ds", n=3) == out
+    assert (out / "clips" / "clip_00000.mp4").stat().st_mtime_ns == before
+    # A different dataset in the same folder: refused, nothing touched.
+    with pytest.raises(UserError, match="different shapes dataset"):
+        _write(tmp_path, "ds", n=3, seed=12)
+    with pytest.raises(UserError, match="different shapes dataset"):
+        _write(tmp_path, "ds", n=4)
+    # A folder with other things in it: refused.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty"):
+        _write(tmp_path, "other", n=2)
+    assert (other / "notes.txt").read_text() == "mine"
+    # A file where the folder should be: refused.
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError):
+        _write(tmp_path, "afile", n=2)
+    # An interrupted write of ours (no dataset.json yet): overwritten.
+    (out / "dataset.json").unlink()
+    assert _write(tmp_path, "ds", n=3, seed=12) == out
+    assert json.loads((out / "dataset.json").read_text())["seed"] == 12
+
+
+def test_write_dataset_bad_counts(tmp_path):
+    for n in (0, -3):
+        with pytest.raises(UserError, match="num_clips"):
+            write_shapes_dataset(tmp_path / "x", n, 0, progress=False)
+    with pytest.raises(UserError, match="seed"):
+        write_shapes_dataset(tmp_path / "x", 2, -1, progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_read_metadata(tmp_path):
+    out = _write(tmp_path, "ds", n=2)
+    assert len(syn.read_metadata(out)) == 2
+    assert syn.read_metadata(out / "metadata.jsonl")[0]["file"] == "clips/clip_00000.mp4"
+    with pytest.raises(UserError):
+        syn.read_metadata(tmp_path / "missing.jsonl")

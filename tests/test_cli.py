@@ -1,0 +1,101 @@
+"""The `videopoet` command: help, version, one-line user errors with exit status 2, --debug."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from videopoet import __version__
+from videopoet.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The console script as a user runs it (installed beside this Python)."""
+    script = Path(sys.executable).with_name("videopoet")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "videopoet.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_and_version() -> None:
+    out = run("--help")
+    assert out.returncode == 0
+    for group in ("media", "config", "tokenizer", "data", "eval"):
+        assert group in out.stdout
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"videopoet {__version__}"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bogus"],
+        ["media", "probe"],
+        ["data", "shapes", "--out", "x", "--num-clips", "many"],
+        ["tokenizer"],
+        ["eval", "shapes", "--inputs", "a.mp4", "--metadata", "m.jsonl", "--prompt", "p"],
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "error:" in err
+
+
+def test_user_error_one_line_and_debug_traceback(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.mp4"
+    out = run("media", "probe", str(missing))
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and str(missing) in out.stderr and "Traceback" not in out.stderr
+    debug = run("--debug", "media", "probe", str(missing))
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_config_show_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    assert main(["config", "show", "--config", str(config), "text_tokenizer.vocab_size=777"]) == 0
+    assert "vocab_size: 777" in capsys.readouterr().out
+    assert main(["config", "show", "--config", str(config), "text_tokenizer.vocab_sise=1"]) == 2
+    err = capsys.readouterr().err
+    assert "text_tokenizer.vocab_sise" in err and "vocab_size" in err and len(err.splitlines()) == 1
+    assert main(["config", "show", "--config", str(tmp_path / "nope.yaml")]) == 2
+
+
+def test_media_probe_json(shared_media: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["media", "probe", str(shared_media / "video" / "city_cc0.mpg")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["video"][0]["width"] == 720 and info["video"][0]["height"] == 405 and info["audio"] == []
+
+
+def test_shapes_pipeline_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "shapes"
+    assert main(["data", "shapes", "--out", str(out), "--num-clips", "4", "--seed", "1", "--size", "48"]) == 0
+    clips = sorted((out / "clips").glob("*.mp4"))
+    assert len(clips) == 4 and (out / "metadata.jsonl").is_file()
+    capsys.readouterr()
+
+    assert main(["eval", "shapes", "--inputs", *map(str, clips), "--metadata", str(out / "metadata.jsonl"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["accuracy"]["all"] == 1.0 and report["num_files"] == 4
+
+    assert main(["eval", "shapes", "--inputs", str(clips[0]), "--prompt", "a purple hexagon"]) == 2
+    assert "error" in capsys.readouterr().err
+
+    assert main(["tokenizer", "train", "text", "--input", str(out / "metadata.jsonl"), "--vocab-size", "300", "--out", str(tmp_path / "text")]) == 0
+    from videopoet.tokenizers.text import TextTokenizer
+
+    tok = TextTokenizer.load(tmp_path / "text")
+    caption = json.loads((out / "metadata.jsonl").read_text().splitlines()[0])["caption"]
+    assert tok.decode(tok.encode(caption)) == caption
+
+
+def test_data_shapes_bad_values_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "shapes", "--out", str(tmp_path / "x"), "--num-clips", "0"]) == 2
+    assert main(["data", "shapes", "--out", str(tmp_path / "x"), "--num-clips", "2", "--size", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("videopoet: error:") for line in err)

@@ -1,0 +1,512 @@
+"""The shapes oracle: read a shapes clip's color, shape, direction of motion and tone pitch back from media.
+
+Used to score generated videos against their prompts (and to check tokenizer reconstructions). It reads
+pixels and samples only; it never looks at file names or captions, except in :func:`evaluate`, which
+compares its readings with the expected values from a ``metadata.jsonl`` or a prompt.
+
+Method (per frame, then pooled over the clip):
+
+* background = the frame's per-channel median color; a pixel's contrast = its RGB distance from it;
+* foreground = pixels whose contrast (3x3-smoothed) exceeds half the shape's typical contrast (90th
+  percentile of the pixels above a noise floor), reduced to the largest 8-connected component, so noise
+  specks and stray blobs are ignored; a frame with no such pixels has no foreground;
+* color = the palette color nearest (RGB) to the median of the foreground's high-contrast core;
+* shape = from the vertical skewness of the mass (a triangle with its apex up: -0.57; circle, square: 0)
+  and the fill ratio of the bounding box (circle 0.785, square 1.0, triangle 0.5); majority vote over
+  frames;
+* direction = the larger axis of the centroid's least-squares displacement over the clip (image y grows
+  downwards, so a decreasing y is "up"); None when it moves less than 10% of the canvas;
+* pitch = the peak of the Hann-windowed, zero-padded spectrum (parabolic interpolation on the log
+  magnitude), reported in Hz, and the shape whose tone is nearest in log frequency; None for silence.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from videopoet.data.synthetic import COLORS, DIRECTIONS, PITCH_HZ, SHAPES, read_metadata
+from videopoet.errors import UserError
+
+__all__ = [
+    "ShapesReading",
+    "read_frames",
+    "read_audio_pitch",
+    "pitch_to_shape",
+    "analyze_file",
+    "parse_prompt",
+    "evaluate",
+    "PITCH_TOLERANCE",
+    "MEDIA_SUFFIXES",
+]
+
+PITCH_TOLERANCE = 0.02  # relative pitch error counted as right
+ANALYSIS_SAMPLE_RATE = 16000
+MEDIA_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".wav", ".flac", ".ogg", ".mp3", ".m4a")
+
+_NOISE_FLOOR = 48.0  # RGB distance (0..255 scale) below which a pixel is background
+_MIN_PIXELS = 4  # fewer foreground pixels than this: no foreground in the frame
+_MIN_TRAVEL = 0.10  # fraction of the canvas the centroid must travel to have a direction
+_SILENCE_RMS = 1e-3
+_MIN_PITCH_HZ = 40.0
+
+# Shape decision: |vertical skewness| >= _TRIANGLE_SKEW is a triangle (apex up: ideal -0.57, circle and
+# square: 0); otherwise the fill ratio of the bounding box splits square (1.0) from circle (0.785), and a
+# low fill without skew still counts as a triangle (ideal 0.5).
+_TRIANGLE_SKEW = 0.2
+_SQUARE_FILL = 0.88
+_TRIANGLE_FILL = 0.64
+
+
+@dataclass
+class ShapesReading:
+    """What the oracle read from one clip. Any attribute it could not read is None."""
+
+    color: str | None = None
+    shape: str | None = None
+    direction: str | None = None
+    pitch_hz: float | None = None
+    pitch_shape: str | None = None
+    has_video: bool = False
+    has_audio: bool = False
+    rgb: tuple[float, float, float] | None = None  # median foreground color measured
+    foreground_frames: int = 0  # frames in which a foreground was found
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if d["rgb"] is not None:
+            d["rgb"] = [round(float(v), 1) for v in d["rgb"]]
+        if d["pitch_hz"] is not None:
+            d["pitch_hz"] = round(float(d["pitch_hz"]), 3)
+        return d
+
+
+# ----------------------------------------------------------------------------------------------- frames
+
+
+def _largest_components(mask: np.ndarray) -> np.ndarray:
+    """Per frame of ``mask`` [T, H, W], keep only its largest 8-connected component."""
+    t, h, w = mask.shape
+    if not mask.any():
+        return mask
+    ids = np.arange(1, t * h * w + 1, dtype=np.int64).reshape(t, h, w)
+    labels = np.where(mask, ids, 0)
+    # Max-label propagation; converges within the largest component's (graph) diameter.
+    for _ in range(4 * (h + w) + 8):
+        p = np.pad(labels, ((0, 0), (1, 1), (1, 1)))
+        nb = labels
+        for dy in (0, 1, 2):
+            for dx in (0, 1, 2):
+                if dy == 1 and dx == 1:
+                    continue
+                nb = np.maximum(nb, p[:, dy : dy + h, dx : dx + w])
+        new = np.where(mask, nb, 0)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    out = np.zeros_like(mask)
+    for i in range(t):
+        fl = labels[i][mask[i]]
+        if fl.size == 0:
+            continue
+        vals, counts = np.unique(fl, return_counts=True)
+        out[i] = labels[i] == vals[np.argmax(counts)]
+    return out
+
+
+def _as_frames(frames) -> np.ndarray:
+    arr = np.asarray(frames)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise UserError(f"shapes oracle: expected frames [T, H, W, 3], got shape {tuple(arr.shape)}")
+    is_float = arr.dtype.kind == "f"
+    arr = np.nan_to_num(arr.astype(np.float64))
+    if is_float and arr.size and float(arr.max()) <= 1.0 + 1e-6:
+        arr = arr * 255.0  # float frames in [0, 1]
+    return arr
+
+
+def _classify_shape(mask: np.ndarray) -> str | None:
+    ys, xs = np.nonzero(mask)
+    if ys.size < _MIN_PIXELS:
+        return None
+    h = ys.max() - ys.min() + 1
+    w = xs.max() - xs.min() + 1
+    fill = ys.size / float(h * w)
+    yc = ys - ys.mean()
+    sd = yc.std()
+    skew = float((yc**3).mean() / sd**3) if sd > 0 else 0.0
+    if abs(skew) >= _TRIANGLE_SKEW or fill < _TRIANGLE_FILL:
+        return "triangle"
+    return "square" if fill >= _SQUARE_FILL else "circle"
+
+
+def _foreground(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground mask [T, H, W] (largest component per frame) and the per-pixel contrast [T, H, W]."""
+    background = np.median(frames.reshape(frames.shape[0], -1, 3), axis=1)[:, None, None, :]
+    contrast = np.linalg.norm(frames - background, axis=-1)
+    # A 3x3 box filter on the contrast map evens out pixel noise before thresholding.
+    h, w = contrast.shape[1:]
+    padded = np.pad(contrast, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    contrast = sum(padded[:, dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9.0
+    mask = np.zeros(contrast.shape, dtype=bool)
+    for i, c in enumerate(contrast):
+        cand = c > _NOISE_FLOOR
+        if cand.sum() < _MIN_PIXELS:
+            continue
+        peak = float(np.percentile(c[cand], 90))
+        mask[i] = c > max(_NOISE_FLOOR, 0.5 * peak)
+    mask = _largest_components(mask)
+    mask &= mask.sum(axis=(1, 2), keepdims=True) >= _MIN_PIXELS
+    return mask, contrast
+
+
+def read_frames(frames) -> ShapesReading:
+    """Read color, shape and direction from frames (uint8 ``[T, H, W, 3]``, or one ``[H, W, 3]`` frame).
+
+    Float frames with values in [0, 1] are scaled to [0, 255]. The audio fields stay None.
+    """
+    arr = _as_frames(frames)
+    reading = ShapesReading(has_video=True)
+    if arr.shape[0] == 0:
+        return reading
+    mask, contrast = _foreground(arr)
+    present = np.nonzero(mask.any(axis=(1, 2)))[0]
+    reading.foreground_frames = int(present.size)
+    if present.size == 0:
+        return reading
+
+    # Color: median of the high-contrast core of the foreground, pooled over frames.
+    core_pixels = []
+    for i in present:
+        c = contrast[i][mask[i]]
+        core = mask[i] & (contrast[i] >= np.percentile(c, 50))
+        core_pixels.append(arr[i][core])
+    rgb = np.median(np.concatenate(core_pixels, axis=0), axis=0)
+    reading.rgb = (float(rgb[0]), float(rgb[1]), float(rgb[2]))
+    palette = np.asarray(list(COLORS.values()), dtype=np.float64)
+    reading.color = list(COLORS)[int(np.argmin(np.linalg.norm(palette - rgb, axis=1)))]
+
+    # Shape: majority vote of per-frame classifications (ties: the first frame's order of appearance).
+    votes = [s for s in (_classify_shape(mask[i]) for i in present) if s is not None]
+    if votes:
+        counts = Counter(votes)
+        top = max(counts.values())
+        reading.shape = next(s for s in votes if counts[s] == top)
+
+    # Direction: least-squares centroid displacement over the clip, in canvas fractions.
+    if present.size >= 2:
+        h, w = arr.shape[1:3]
+        cx, cy = [], []
+        for i in present:
+            ys, xs = np.nonzero(mask[i])
+            cx.append(xs.mean() / w)
+            cy.append(ys.mean() / h)
+        t = present.astype(np.float64)
+        span = t[-1] - t[0]
+        dx = np.polyfit(t, np.asarray(cx), 1)[0] * span
+        dy = np.polyfit(t, np.asarray(cy), 1)[0] * span
+        if max(abs(dx), abs(dy)) >= _MIN_TRAVEL:
+            if abs(dx) >= abs(dy):
+                reading.direction = "right" if dx > 0 else "left"
+            else:
+                reading.direction = "down" if dy > 0 else "up"
+    return reading
+
+
+# ------------------------------------------------------------------------------------------------ audio
+
+
+def read_audio_pitch(wav, sample_rate: int) -> float | None:
+    """The dominant frequency of ``wav`` in Hz (float mono ``[N]``; 2-D input is mixed down), None if silent."""
+    x = np.asarray(wav, dtype=np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
+    x = x.reshape(-1)
+    x = x[np.isfinite(x)]
+    if x.size < 64 or sample_rate <= 0:
+        return None
+    x = x - x.mean()
+    if float(np.sqrt(np.mean(x * x))) < _SILENCE_RMS:
+        return None
+    n = 1 << int(math.ceil(math.log2(4 * x.size)))
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size), n))
+    lo = int(math.ceil(_MIN_PITCH_HZ * n / sample_rate))
+    hi = min(spec.size - 2, int(0.48 * n))
+    if hi <= lo:
+        return None
+    k = lo + int(np.argmax(spec[lo:hi]))
+    a, b, c = np.log(spec[k - 1 : k + 2] + 1e-12)
+    denom = a - 2.0 * b + c
+    delta = 0.5 * (a - c) / denom if denom < 0 else 0.0
+    return float((k + delta) * sample_rate / n)
+
+
+def pitch_to_shape(pitch_hz: float | None) -> str | None:
+    """The shape whose tone (:data:`PITCH_HZ`) is nearest to ``pitch_hz`` in log frequency."""
+    if pitch_hz is None or not pitch_hz > 0:
+        return None
+    return min(PITCH_HZ, key=lambda s: abs(math.log(pitch_hz / PITCH_HZ[s])))
+
+
+# ------------------------------------------------------------------------------------------------- files
+
+
+def analyze_file(path: str | os.PathLike) -> ShapesReading:
+    """Read a media file: all its frames at its own frame rate, and its audio (none: pitch None)."""
+    from videopoet.data import io as media_io
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"shapes oracle: file not found: {p}")
+    info = media_io.probe(p)
+    reading = ShapesReading()
+    if info.video:
+        v = info.video[0]
+        rate = v.fps or getattr(v, "guessed_fps", None)
+        fps = float(rate) if rate else None
+        num_frames = int(v.num_frames) if v.num_frames else 0
+        if not num_frames and fps and info.duration_s:
+            num_frames = int(round(info.duration_s * fps))
+        if num_frames > 0 and fps:
+            frames = media_io.read_clip(p, 0.0, num_frames, fps, pad=True)
+            reading = read_frames(frames)
+        reading.has_video = True
+    if info.audio:
+        try:
+            wav = media_io.read_audio(p, sample_rate=ANALYSIS_SAMPLE_RATE)
+        except media_io.NoAudioStreamError:
+            wav = None
+        if wav is not None:
+            reading.has_audio = True
+            reading.pitch_hz = read_audio_pitch(wav, ANALYSIS_SAMPLE_RATE)
+            reading.pitch_shape = pitch_to_shape(reading.pitch_hz)
+    return reading
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+
+_COLOR_WORDS = {c: c for c in COLORS}
+_SHAPE_WORDS = {
+    "circle": "circle",
+    "circles": "circle",
+    "disc": "circle",
+    "disk": "circle",
+    "ball": "circle",
+    "square": "square",
+    "squares": "square",
+    "box": "square",
+    "triangle": "triangle",
+    "triangles": "triangle",
+}
+_DIRECTION_WORDS = {}
+for _d in DIRECTIONS:
+    for _form in (_d, _d + "ward", _d + "wards"):
+        _DIRECTION_WORDS[_form] = _d
+assert set(_SHAPE_WORDS.values()) == set(SHAPES)
+
+
+def parse_prompt(text: str) -> dict:
+    """Find the color, shape and direction a caption or prompt names.
+
+    Returns ``{"color", "shape", "direction"}``, None for an attribute it does not name. Accepts the
+    dataset's caption templates and simple variants ("moving left", "to the left", "leftwards", "upward",
+    plural shapes, "disc"/"ball" for circle, "box" for square). A prompt that names none of them, or names
+    two different values of one attribute, is a UserError.
+    """
+    if not isinstance(text, str):
+        raise UserError(f"shapes oracle: prompt must be a string, got {type(text).__name__}")
+    words = re.findall(r"[a-z]+", text.lower())
+    found: dict[str, str | None] = {}
+    for attr, table in (("color", _COLOR_WORDS), ("shape", _SHAPE_WORDS), ("direction", _DIRECTION_WORDS)):
+        values = list(dict.fromkeys(table[w] for w in words if w in table))
+        if len(values) > 1:
+            raise UserError(f"shapes oracle: prompt {text!r} names more than one {attr}: {', '.join(values)}")
+        found[attr] = values[0] if values else None
+    if all(v is None for v in found.values()):
+        raise UserError(
+            f"shapes oracle: prompt {text!r} names no color ({', '.join(COLORS)}), shape ({', '.join(SHAPES)}) "
+            f"or direction ({', '.join(DIRECTIONS)})"
+        )
+    return found
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def _expand_paths(paths) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in MEDIA_SUFFIXES)
+            if not found:
+                raise UserError(f"shapes oracle: no media files in {p}")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise UserError(f"shapes oracle: file not found: {p}")
+    if not out:
+        raise UserError("shapes oracle: no files to evaluate")
+    return out
+
+
+def _expected_from_row(row: dict, where: str) -> dict:
+    exp = {k: row.get(k) for k in ("color", "shape", "direction")}
+    if any(v is None for v in exp.values()):
+        text = row.get("caption") or row.get("prompt")
+        if text:
+            parsed = parse_prompt(text)
+            exp = {k: exp[k] if exp[k] is not None else parsed[k] for k in exp}
+    if all(v is None for v in exp.values()):
+        raise UserError(f"shapes oracle: {where} gives no color, shape, direction, caption or prompt")
+    pitch = row.get("pitch_hz")
+    if pitch is None and exp["shape"] is not None:
+        pitch = PITCH_HZ[exp["shape"]]
+    exp["pitch_hz"] = float(pitch) if pitch is not None else None
+    return exp
+
+
+class _MetadataIndex:
+    def __init__(self, metadata: str | os.PathLike):
+        meta_path = Path(metadata)
+        if meta_path.is_dir():
+            meta_path = meta_path / "metadata.jsonl"
+        self.path = meta_path
+        self.root = meta_path.parent.resolve()
+        self.by_rel: dict[str, dict] = {}
+        self.by_name: dict[str, list[dict]] = {}
+        for n, row in enumerate(read_metadata(meta_path), 1):
+            if not isinstance(row, dict) or not row.get("file"):
+                raise UserError(f"{meta_path}:{n}: metadata row has no 'file'")
+            rel = Path(row["file"]).as_posix()
+            self.by_rel[rel] = row
+            self.by_name.setdefault(Path(rel).name, []).append(row)
+
+    def lookup(self, path: Path) -> dict:
+        try:
+            rel = path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            rel = None
+        if rel is not None and rel in self.by_rel:
+            return self.by_rel[rel]
+        rows = self.by_name.get(path.name, [])
+        if len(rows) == 1:
+            return rows[0]
+        if len(rows) > 1:
+            raise UserError(
+                f"shapes oracle: {path} matches {len(rows)} rows of {self.path} by name; pass it inside the metadata's folder"
+            )
+        raise UserError(f"shapes oracle: {path} is not listed in {self.path}")
+
+
+def _score(reading: ShapesReading, expected: dict | None) -> dict | None:
+    if expected is None:
+        return None
+    correct: dict[str, bool | None] = {}
+    for attr in ("color", "shape", "direction"):
+        correct[attr] = None if expected[attr] is None else getattr(reading, attr) == expected[attr]
+    # Pitch is scored on files that have an audio track (a video-only output has no tone to judge).
+    if expected.get("pitch_hz") is not None and reading.has_audio:
+        p = reading.pitch_hz
+        correct["pitch"] = (
+            p is not None and abs(p - expected["pitch_hz"]) <= PITCH_TOLERANCE * expected["pitch_hz"]
+        )
+    else:
+        correct["pitch"] = None
+    scored = [correct[a] for a in ("color", "shape", "direction") if correct[a] is not None]
+    correct["all"] = all(scored) if scored else None
+    return correct
+
+
+def evaluate(
+    paths: str | os.PathLike | Sequence[str | os.PathLike] | Iterable[str | os.PathLike],
+    metadata: str | os.PathLike | None = None,
+    prompt: str | None = None,
+) -> dict:
+    """Read each file with the oracle and score it against the expected attributes (JSON-able result).
+
+    Expected values come from ``metadata`` (a ``metadata.jsonl``, or a folder holding one: files are
+    matched by their path relative to its folder, else by a unique basename; rows give color/shape/
+    direction/pitch_hz, or a caption/prompt to parse) or from one ``prompt`` for all files (pitch expected:
+    the named shape's tone). Folders in ``paths`` expand to the media files under them.
+
+    Scoring: color, shape and direction must match exactly; "all" = every expected one of them right; pitch
+    is right within 2% and is scored only on files that have an audio track. Accuracies are over the files
+    where the attribute is expected (None when there are none); without metadata or a prompt, only the
+    readings are returned.
+    """
+    if metadata is not None and prompt is not None:
+        raise UserError("shapes oracle: give metadata or a prompt, not both")
+    files = _expand_paths(paths)
+    index = _MetadataIndex(metadata) if metadata is not None else None
+    prompt_expected = None
+    if prompt is not None:
+        prompt_expected = parse_prompt(prompt)
+        shape = prompt_expected["shape"]
+        prompt_expected["pitch_hz"] = PITCH_HZ[shape] if shape is not None else None
+
+    results = []
+    for f in files:
+        if index is not None:
+            row = index.lookup(f)
+            expected = _expected_from_row(row, f"metadata row for {f}")
+        else:
+            expected = dict(prompt_expected) if prompt_expected is not None else None
+        reading = analyze_file(f)
+        results.append(
+            {
+                "file": str(f),
+                "reading": reading.to_dict(),
+                "expected": expected,
+                "correct": _score(reading, expected),
+            }
+        )
+
+    accuracy: dict[str, float | None] = {}
+    counts: dict[str, int] = {}
+    for attr in ("color", "shape", "direction", "pitch", "all"):
+        vals = [
+            r["correct"][attr] for r in results if r["correct"] is not None and r["correct"][attr] is not None
+        ]
+        counts[attr] = len(vals)
+        accuracy[attr] = (sum(vals) / len(vals)) if vals else None
+    return {
+        "num_files": len(results),
+        "source": "metadata" if index is not None else ("prompt" if prompt is not None else None),
+        "metadata": str(index.path) if index is not None else None,
+        "prompt": prompt,
+        "accuracy": accuracy,
+        "counts": counts,
+        "pitch_tolerance": PITCH_TOLERANCE,
+        "files": results,
+    }
+
+
+def format_report(result: dict) -> str:
+    """`evaluate`'s result as a plain-text table: one line per file, then the accuracies."""
+    lines = [f"{'file':<40} {'color':<7} {'shape':<9} {'direction':<9} {'pitch_hz':>8}  correct"]
+    for entry in result["files"]:
+        r = entry["reading"]
+        pitch = f"{r['pitch_hz']:.1f}" if r["pitch_hz"] is not None else "-"
+        correct = entry["correct"]
+        verdict = "-" if correct is None else ("yes" if correct["all"] else "no")
+        name = Path(entry["file"]).name
+        lines.append(
+            f"{name:<40} {r['color'] or '-':<7} {r['shape'] or '-':<9} {r['direction'] or '-':<9} {pitch:>8}  {verdict}"
+        )
+    scored = {k: v for k, v in result["accuracy"].items() if v is not None}
+    if scored:
+        lines.append("accuracy: " + ", ".join(f"{k} {v:.1%} ({result['counts'][k]})" for k, v in scored.items()))
+    return "\n".join(lines)
