@@ -244,6 +244,9 @@ def save_config(config: Any, path: str | Path) -> None:
 SECTIONS: dict[str, str] = {
     "shapes": "videopoet.data.synthetic:ShapesConfig",
     "text_tokenizer": "videopoet.tokenizers.text:TextTokenizerConfig",
+    "tasks": "videopoet.data.tasks:TaskConfig",
+    "llm": "videopoet.llm.model:LLMConfig",
+    "llm_train": "videopoet.llm.train:LLMTrainConfig",
 }
 
 

@@ -1,0 +1,124 @@
+"""Task sequences: every task's layout and loss mask in AR and MaskGIT mode, availability, caption dropout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from videopoet.data.tasks import IGNORE_INDEX, TaskBuilder, TaskConfig, TaskError, collate, record_info
+from videopoet.llm.masks import MASKGIT, PREFIX
+from videopoet.vocab import TASKS, SharedVocab
+
+VOCAB = SharedVocab(text_size=300, video_bits=6, audio_levels=2, audio_codebook_size=16)
+
+
+def record(rng: np.random.Generator, caption: bool = True, audio: bool = True, t: int = 3) -> dict:
+    return {
+        "clip_id": "c",
+        "text_ids": rng.integers(0, 300, 7).tolist() if caption else [],
+        "video_ids": rng.integers(0, 64, t * 4 * 4).tolist(),
+        "video_shape": [t, 4, 4],
+        "audio_ids": rng.integers(0, 16, 2 * 10).tolist() if audio else [],
+        "audio_shape": [2, 10] if audio else [0, 0],
+        "height": 32,
+        "width": 32,
+    }
+
+
+def block(ids: np.ndarray, open_name: str, close_name: str) -> np.ndarray:
+    a = int(np.where(ids == VOCAB.token_id(open_name))[0][0])
+    b = int(np.where(ids == VOCAB.token_id(close_name))[0][0])
+    return ids[a + 1 : b]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_layout_and_ar_labels(task: str) -> None:
+    rng = np.random.default_rng(0)
+    rec = record(rng)
+    builder = TaskBuilder(VOCAB, TaskConfig())
+    seq = builder.build(rec, task, PREFIX, rng)
+    ids = seq.input_ids
+    assert len(seq) == builder.length(record_info(rec), task, drop_caption=False)
+    assert ids[0] == VOCAB.token_id("<bos>") and ids[1] == VOCAB.task_id(task) and ids[-1] == VOCAB.token_id("<eos>")
+    assert ids[2:4].tolist() == list(VOCAB.resolution_ids(32, 32))
+    # the prefix ends right before the output's opening marker
+    assert VOCAB.special_name(int(ids[seq.prefix_len])) in ("<bov_o>", "<boa_o>")
+    # AR: every position after the opening marker is scored, nothing before
+    assert (seq.labels[: seq.prefix_len + 1] == IGNORE_INDEX).all()
+    assert (seq.labels[seq.prefix_len + 1 :] == ids[seq.prefix_len + 1 :]).all()
+    video = VOCAB.video_to_global(np.asarray(rec["video_ids"]))
+    audio = VOCAB.audio_to_global(np.asarray(rec["audio_ids"]).reshape(2, 10)).reshape(-1)
+    if task in ("text_to_video", "text_to_image", "text_to_video_audio"):
+        assert block(ids, "<bot_i>", "<eot_i>").tolist() == VOCAB.text_to_global(rec["text_ids"])
+    expected_out = {"text_to_image": video[:16], "video_to_audio": audio, "video_continuation": video[16:]}.get(task, video)
+    if task == "video_to_audio":
+        assert block(ids, "<boa_o>", "<eoa_o>").tolist() == expected_out.tolist()
+        assert block(ids, "<bov_i>", "<eov_i>").tolist() == video.tolist()
+    else:
+        assert block(ids, "<bov_o>", "<eov_o>").tolist() == expected_out.tolist()
+    if task == "text_to_video_audio":
+        assert block(ids, "<boa_o>", "<eoa_o>").tolist() == audio.tolist()
+    if task == "audio_to_video":
+        assert block(ids, "<boa_i>", "<eoa_i>").tolist() == audio.tolist()
+    if task == "image_to_video":
+        assert block(ids, "<bov_i>", "<eov_i>").tolist() == video[:16].tolist()
+    if task in ("video_inpainting", "video_outpainting"):
+        masked = block(ids, "<bov_i>", "<eov_i>")
+        hidden = masked == VOCAB.token_id("<mask>")
+        assert 0 < hidden.sum() < len(masked) and (masked[~hidden] == video[~hidden]).all()
+    # every output id lies in its modality's range
+    for a, b in seq.output_spans:
+        mods = {VOCAB.modality_of(int(i)) for i in ids[a:b]}
+        assert mods <= {"video", "audio"} and len(mods) == 1
+
+
+@pytest.mark.parametrize("task", ["text_to_video", "text_to_video_audio", "video_to_audio"])
+def test_maskgit_masks_output_only_and_scores_same_position(task: str) -> None:
+    rng = np.random.default_rng(1)
+    rec = record(rng)
+    builder = TaskBuilder(VOCAB, TaskConfig())
+    ar = builder.build(rec, task, PREFIX, np.random.default_rng(5))
+    counts = []
+    for s in range(20):
+        seq = builder.build(rec, task, MASKGIT, np.random.default_rng(s))
+        masked = seq.input_ids == VOCAB.token_id("<mask>")
+        scored = seq.labels != IGNORE_INDEX
+        assert (masked == scored).all() and masked.sum() >= 1
+        assert (seq.labels[scored] == ar.input_ids[scored]).all()  # the token at the same position
+        inside = np.zeros(len(seq), bool)
+        for a, b in seq.output_spans:
+            inside[a:b] = True
+        assert not (masked & ~inside).any()  # prefix and markers never masked
+        counts.append(int(masked.sum()))
+    assert len(set(counts)) > 3  # the ratio varies (cosine schedule)
+
+
+def test_tasks_a_record_lacks_are_never_drawn() -> None:
+    builder = TaskBuilder(VOCAB, TaskConfig())
+    rng = np.random.default_rng(0)
+    silent_uncaptioned = record_info(record(rng, caption=False, audio=False))
+    drawn = {builder.choose(silent_uncaptioned, rng) for _ in range(300)}
+    assert drawn and not drawn & {"text_to_video", "text_to_image", "text_to_video_audio", "video_to_audio", "audio_to_video"}
+    with pytest.raises(TaskError, match="none of the tasks"):
+        TaskBuilder(VOCAB, TaskConfig(mixture={"video_to_audio": 1.0})).choose(silent_uncaptioned, rng)
+
+
+def test_caption_dropout_keeps_empty_text_block() -> None:
+    rng = np.random.default_rng(0)
+    rec = record(rng)
+    builder = TaskBuilder(VOCAB, TaskConfig())
+    seq = builder.build(rec, "text_to_video", PREFIX, rng, drop_caption=True)
+    assert block(seq.input_ids, "<bot_i>", "<eot_i>").size == 0
+    assert len(seq) == builder.length(record_info(rec), "text_to_video", drop_caption=True)
+
+
+def test_bad_config_and_collate() -> None:
+    with pytest.raises(ValueError, match="unknown task"):
+        TaskConfig(mixture={"text_to_poem": 1.0})
+    builder = TaskBuilder(VOCAB, TaskConfig())
+    rng = np.random.default_rng(0)
+    seqs = [builder.build(record(rng), "text_to_image", PREFIX, rng), builder.build(record(rng), "text_to_video", MASKGIT, rng)]
+    batch = collate(seqs, pad_id=VOCAB.token_id("<pad>"))
+    assert batch["input_ids"].shape == (2, max(len(s) for s in seqs))
+    assert batch["lengths"].tolist() == [len(s) for s in seqs] and batch["modes"].tolist() == [PREFIX, MASKGIT]
+    assert (batch["labels"][0, len(seqs[0]) :] == IGNORE_INDEX).all()

@@ -1,0 +1,275 @@
+"""Token records -> task sequences (DESIGN.md, task sequences).
+
+Layout of every sequence:
+
+    <bos> <task> <aspect> <short> [<bot_i> text <eot_i>] [<bov_i> video-in <eov_i>] [<boa_i> audio-in <eoa_i>]
+    <bo?_o> output <eo?_o> [<boa_o> audio <eoa_o>] <eos>
+
+- The prefix is everything before the output's opening token; the loss is only on the output.
+- The resolution tokens (vocab.resolution_ids of the clip's pixel size) follow the task token.
+- Video tokens in (t, h, w) order; audio tokens one RVQ level after another, coarse to fine.
+- Text-to-video+audio has two output blocks: the video, then the audio.
+- Caption dropout keeps the text block's markers and empties it (`<bot_i> <eot_i>`): the unconditional
+  prefix that classifier-free guidance needs has the same layout.
+- Inpainting: a box of the latent grid (all frames) is replaced by `<mask>` in the input video;
+  outpainting: everything outside a central box is. The output is always the whole video.
+- Continuation: the first `continuation_frames` latent frames in, the remaining ones out.
+  Image-to-video: the first latent frame in (a still image), the whole video out.
+
+Labels follow the Hugging Face convention (aligned with input_ids, IGNORE_INDEX where not scored):
+- AR mode scores every output token, closing markers and `<eos>` (the model predicts label[i] from
+  position i - 1; the opening marker itself is not scored).
+- MaskGIT mode replaces a share of the output's content tokens by `<mask>` (share = cos(pi/2 * u), u ~ U(0, 1],
+  at least one) and scores exactly those positions, predicting the token at the same position.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from videopoet.errors import UserError
+from videopoet.llm.masks import MASKGIT, PREFIX
+from videopoet.vocab import TASKS, SharedVocab
+
+IGNORE_INDEX = -100
+
+# What each task reads and writes: (needs text, video input, audio input, outputs)
+_TEXT_TASKS = {"text_to_video", "text_to_image", "text_to_video_audio"}
+_AUDIO_TASKS = {"text_to_video_audio", "video_to_audio", "audio_to_video"}
+
+
+class TaskError(UserError):
+    """A task the record cannot serve, or a task config that does not fit."""
+
+
+@dataclass
+class TaskConfig:
+    """Which tasks to train on, how often, and the knobs of their layouts."""
+
+    mixture: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TASKS, 1.0))
+    caption_dropout: float = 0.1
+    max_text_tokens: int = 64
+    continuation_frames: int = 1  # latent frames given as input for continuation
+    inpaint_box: float = 0.5  # side of the masked box, as a share of the latent grid
+    outpaint_keep: float = 0.5  # side of the central box kept, as a share of the latent grid
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.mixture if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task {unknown[0]!r} in the mixture; tasks are: {', '.join(TASKS)}")
+        if any(w < 0 for w in self.mixture.values()) or sum(self.mixture.values()) <= 0:
+            raise ValueError("mixture weights must be >= 0 with a positive sum")
+        if not 0 <= self.caption_dropout <= 1 or not 0 < self.inpaint_box < 1 or not 0 < self.outpaint_keep < 1:
+            raise ValueError("caption_dropout must be in [0, 1]; inpaint_box and outpaint_keep in (0, 1)")
+        if self.max_text_tokens < 1 or self.continuation_frames < 1:
+            raise ValueError("max_text_tokens and continuation_frames must be at least 1")
+
+
+@dataclass
+class RecordInfo:
+    """What task planning needs to know of a token record, without its ids."""
+
+    text_len: int
+    video_shape: tuple[int, int, int]
+    audio_shape: tuple[int, int]
+    height: int
+    width: int
+
+    @property
+    def has_caption(self) -> bool:
+        return self.text_len > 0
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_shape[0] * self.audio_shape[1] > 0
+
+
+def record_info(record: dict[str, Any]) -> RecordInfo:
+    audio_shape = tuple(record.get("audio_shape") or (0, 0))
+    return RecordInfo(
+        text_len=len(record.get("text_ids") or []),
+        video_shape=tuple(record["video_shape"]),
+        audio_shape=(int(audio_shape[0]), int(audio_shape[1])),
+        height=int(record.get("height") or 0),
+        width=int(record.get("width") or 0),
+    )
+
+
+@dataclass
+class TaskSequence:
+    """One training sequence: ids, labels, where the prefix ends and where the output lies."""
+
+    input_ids: np.ndarray
+    labels: np.ndarray
+    prefix_len: int
+    output_spans: list[tuple[int, int]]  # [start, end) of each output block's content
+    mode: int  # masks.PREFIX (AR) or masks.MASKGIT
+    task: str
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+class TaskBuilder:
+    """Builds task sequences from token records with modality-local ids."""
+
+    def __init__(self, vocab: SharedVocab, config: TaskConfig) -> None:
+        self.vocab, self.config = vocab, config
+        self.t = {name: vocab.token_id(name) for name in ("<bos>", "<eos>", "<mask>", "<bot_i>", "<eot_i>", "<bov_i>",
+                                                            "<eov_i>", "<boa_i>", "<eoa_i>", "<bov_o>", "<eov_o>", "<boa_o>", "<eoa_o>")}
+
+    # ---- which tasks a record can serve ----------------------------------------------------------
+    def available(self, info: RecordInfo) -> list[str]:
+        """Tasks with a positive weight whose inputs and outputs the record has."""
+        tasks = []
+        for task, weight in self.config.mixture.items():
+            if weight <= 0:
+                continue
+            if task in _TEXT_TASKS and not info.has_caption:
+                continue
+            if task in _AUDIO_TASKS and not info.has_audio:
+                continue
+            if task == "video_continuation" and info.video_shape[0] <= self.config.continuation_frames:
+                continue
+            tasks.append(task)
+        return tasks
+
+    def choose(self, info: RecordInfo, rng: np.random.Generator) -> str:
+        tasks = self.available(info)
+        if not tasks:
+            raise TaskError("a record serves none of the tasks in the mixture (no caption, no audio?)")
+        weights = np.array([self.config.mixture[t] for t in tasks], dtype=np.float64)
+        return tasks[int(rng.choice(len(tasks), p=weights / weights.sum()))]
+
+    # ---- lengths without building ------------------------------------------------------------------
+    def length(self, info: RecordInfo, task: str, drop_caption: bool) -> int:
+        """Exact length of the sequence `build` makes for this record and task."""
+        t, h, w = info.video_shape
+        video, frame = t * h * w, h * w
+        audio = info.audio_shape[0] * info.audio_shape[1]
+        text = 0 if drop_caption else min(info.text_len, self.config.max_text_tokens)
+        n = 4 + 1  # bos, task, aspect, short ... eos
+        if task in _TEXT_TASKS:
+            n += 2 + text
+        n += {
+            "image_to_video": 2 + frame,
+            "video_continuation": 2 + self.config.continuation_frames * frame,
+            "video_inpainting": 2 + video,
+            "video_outpainting": 2 + video,
+            "video_to_audio": 2 + video,
+            "audio_to_video": 2 + audio,
+        }.get(task, 0)
+        n += {
+            "text_to_image": 2 + frame,
+            "text_to_video_audio": 4 + video + audio,
+            "video_to_audio": 2 + audio,
+            "video_continuation": 2 + video - self.config.continuation_frames * frame,
+        }.get(task, 2 + video)
+        return n
+
+    # ---- building ----------------------------------------------------------------------------------
+    def build(self, record: dict[str, Any], task: str, mode: int, rng: np.random.Generator, drop_caption: bool = False) -> TaskSequence:
+        """The sequence of `task` in `mode` (masks.PREFIX for AR, masks.MASKGIT) for one record."""
+        info = record_info(record)
+        if task not in self.available(info) and task in self.config.mixture:
+            raise TaskError(f"the record cannot serve task {task!r}")
+        v, tok = self.vocab, self.t
+        t, h, w = info.video_shape
+        video = np.asarray(record["video_ids"], dtype=np.int64).reshape(t, h, w)
+        gvideo = v.video_to_global(video)
+        gaudio = None
+        if info.has_audio:
+            audio = np.asarray(record["audio_ids"], dtype=np.int64).reshape(info.audio_shape)
+            gaudio = v.audio_to_global(audio).reshape(-1)  # level after level, coarse to fine
+
+        aspect, short = v.resolution_ids(info.height or h, info.width or w)
+        prefix = [tok["<bos>"], v.task_id(task), aspect, short]
+        if task in _TEXT_TASKS:
+            text = [] if drop_caption else list(record["text_ids"])[: self.config.max_text_tokens]
+            prefix += [tok["<bot_i>"], *v.text_to_global(text), tok["<eot_i>"]]
+        k = self.config.continuation_frames
+        if task == "image_to_video":
+            prefix += [tok["<bov_i>"], *gvideo[:1].reshape(-1), tok["<eov_i>"]]
+        elif task == "video_continuation":
+            prefix += [tok["<bov_i>"], *gvideo[:k].reshape(-1), tok["<eov_i>"]]
+        elif task in ("video_inpainting", "video_outpainting"):
+            masked = self._mask_region(gvideo, task, rng)
+            prefix += [tok["<bov_i>"], *masked.reshape(-1), tok["<eov_i>"]]
+        elif task == "video_to_audio":
+            prefix += [tok["<bov_i>"], *gvideo.reshape(-1), tok["<eov_i>"]]
+        elif task == "audio_to_video":
+            prefix += [tok["<boa_i>"], *gaudio, tok["<eoa_i>"]]
+
+        if task == "text_to_image":
+            blocks = [("<bov_o>", gvideo[:1].reshape(-1), "<eov_o>")]
+        elif task == "video_to_audio":
+            blocks = [("<boa_o>", gaudio, "<eoa_o>")]
+        elif task == "video_continuation":
+            blocks = [("<bov_o>", gvideo[k:].reshape(-1), "<eov_o>")]
+        elif task == "text_to_video_audio":
+            blocks = [("<bov_o>", gvideo.reshape(-1), "<eov_o>"), ("<boa_o>", gaudio, "<eoa_o>")]
+        else:
+            blocks = [("<bov_o>", gvideo.reshape(-1), "<eov_o>")]
+
+        ids = list(prefix)
+        prefix_len = len(ids)
+        spans = []
+        for open_name, content, close_name in blocks:
+            ids.append(tok[open_name])
+            spans.append((len(ids), len(ids) + len(content)))
+            ids.extend(int(x) for x in content)
+            ids.append(tok[close_name])
+        ids.append(tok["<eos>"])
+        input_ids = np.asarray(ids, dtype=np.int64)
+        labels = np.full_like(input_ids, IGNORE_INDEX)
+        if mode == MASKGIT:
+            positions = np.concatenate([np.arange(a, b) for a, b in spans])
+            ratio = math.cos(math.pi / 2 * (1.0 - rng.random()))  # u in (0, 1]
+            count = max(1, math.ceil(ratio * len(positions)))
+            chosen = rng.choice(positions, size=count, replace=False)
+            labels[chosen] = input_ids[chosen]
+            input_ids[chosen] = tok["<mask>"]
+        elif mode == PREFIX:
+            labels[prefix_len + 1 :] = input_ids[prefix_len + 1 :]
+        else:
+            raise ValueError(f"unknown mode {mode}")
+        return TaskSequence(input_ids, labels, prefix_len, spans, mode, task)
+
+    def _mask_region(self, gvideo: np.ndarray, task: str, rng: np.random.Generator) -> np.ndarray:
+        t, h, w = gvideo.shape
+        out = gvideo.copy()
+        if task == "video_inpainting":
+            bh, bw = max(1, round(h * self.config.inpaint_box)), max(1, round(w * self.config.inpaint_box))
+            y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+            out[:, y : y + bh, x : x + bw] = self.t["<mask>"]
+        else:
+            kh, kw = max(1, round(h * self.config.outpaint_keep)), max(1, round(w * self.config.outpaint_keep))
+            y, x = (h - kh) // 2, (w - kw) // 2
+            keep = out[:, y : y + kh, x : x + kw].copy()
+            out[:] = self.t["<mask>"]
+            out[:, y : y + kh, x : x + kw] = keep
+        return out
+
+
+def collate(sequences: list[TaskSequence], pad_id: int) -> dict[str, Any]:
+    """Pad a list of sequences into batch tensors: input_ids, labels, prefix_len, lengths, modes, tasks."""
+    import torch
+
+    longest = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+    labels = torch.full((len(sequences), longest), IGNORE_INDEX, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, : len(s)] = torch.from_numpy(s.input_ids)
+        labels[i, : len(s)] = torch.from_numpy(s.labels)
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "prefix_len": torch.tensor([s.prefix_len for s in sequences]),
+        "lengths": torch.tensor([len(s) for s in sequences]),
+        "modes": torch.tensor([s.mode for s in sequences]),
+        "tasks": torch.tensor([TASKS.index(s.task) for s in sequences]),
+    }
