@@ -90,6 +90,26 @@ def _eval_shapes(args: argparse.Namespace) -> None:
         print(format_report(result))
 
 
+def _train(args: argparse.Namespace) -> None:
+    from videopoet.llm.parallelize import launch_local
+
+    overrides = list(args.overrides)
+    if args.deepspeed is not None:
+        overrides.append(f"llm_train.deepspeed={args.deepspeed}")
+    if args.out is not None:
+        overrides.append(f"llm_train.out={args.out}")
+    status = launch_local(args.nproc, args.config, overrides, resume=args.resume)
+    if status:
+        raise SystemExit(status)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from videopoet.llm.export import export_run
+
+    meta = export_run(args.run, args.out, checkpoint=args.checkpoint)
+    print(f"exported step {meta['step']} of {args.run} to {args.out}")
+
+
 # ---- parser -------------------------------------------------------------------------------------------
 
 
@@ -155,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--metadata", type=Path, help="metadata.jsonl of a shapes dataset")
     target.add_argument("--prompt", help="the prompt every input was generated from")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = _command(top, "train", "train the LLM with DeepSpeed on this machine (wraps the deepspeed launcher)", _train)
+    p.add_argument("--nproc", type=int, default=1, help="ranks to start (GPUs, or CPU processes without a GPU)")
+    p.add_argument("--deepspeed", type=Path, help="DeepSpeed JSON (default from the config: deploy/deepspeed/zero2.json)")
+    p.add_argument("--out", type=Path, help="run folder (default from the config)")
+    p.add_argument("--resume", default="auto", help="auto (the run's latest checkpoint, if any), none, or a checkpoint folder")
+    _add_config_options(p)
+
+    p = _command(top, "export", "write a training run's weights as a Hugging Face folder (any ZeRO stage)", _export)
+    p.add_argument("--run", required=True, type=Path, help="the run folder (llm_train.out)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--checkpoint", default="auto", help="auto (latest) or a checkpoint folder")
 
     return parser
 

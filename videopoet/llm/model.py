@@ -88,8 +88,9 @@ def llama_config(config: LLMConfig, vocab: SharedVocab) -> LlamaConfig:
 
 
 def build_model(config: LLMConfig, vocab: SharedVocab) -> LlamaForCausalLM:
-    """A freshly initialised backbone (call inside `deepspeed.zero.Init` to create it partitioned)."""
-    return LlamaForCausalLM(llama_config(config, vocab))
+    """A freshly initialised backbone; created partitioned when a ZeRO-3 `HfDeepSpeedConfig` is active
+    (see `parallelize.prepare_model_init`)."""
+    return LlamaForCausalLM._from_config(llama_config(config, vocab))
 
 
 def transformer_parameters(config: LLMConfig) -> int:
@@ -101,12 +102,21 @@ def transformer_parameters(config: LLMConfig) -> int:
     return config.num_layers * per_layer + h
 
 
-def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the scored positions of a batch mixing AR and MaskGIT rows.
+def token_losses(logits: torch.Tensor, labels: torch.Tensor, modes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position cross-entropy `[B, S]` and the targets it was taken against, for a batch mixing AR
+    and MaskGIT rows.
 
     `labels` are aligned with the inputs (the Hugging Face convention, IGNORE_INDEX where not scored):
     AR rows predict label[i + 1] from position i; MaskGIT rows predict label[i] at masked position i.
     """
     shifted = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)
     targets = torch.where((modes == MASKGIT)[:, None], labels, shifted)
-    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+    losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
+    return losses.view_as(targets), targets
+
+
+def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the scored positions (see `token_losses`)."""
+    losses, targets = token_losses(logits, labels, modes)
+    scored = targets != IGNORE_INDEX
+    return losses.sum() / scored.sum().clamp(min=1)
