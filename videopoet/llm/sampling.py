@@ -1,0 +1,242 @@
+"""Autoregressive (KV cache) and MaskGIT samplers over the prefix LM.
+
+Both take a batch of prefixes (everything before the output's opening marker, as `data/tasks.py` lays it
+out) and an `OutputLayout` (the output blocks: opening marker, how many tokens from which id ranges,
+closing marker), and return the output's content ids. Logits are restricted to the id range of the
+modality and RVQ level each position produces, so every id is valid.
+
+Classifier-free guidance runs the conditional and unconditional prefixes as one batch and mixes the
+logits: uncond + scale * (cond - uncond). Prefixes of different lengths are left-padded; explicit
+position ids and 4D masks keep the padding invisible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class OutputBlock:
+    """One output block: `<open> content <close>`, content position i drawn from [lo[i], hi[i])."""
+
+    open_id: int
+    close_id: int
+    lo: torch.Tensor  # [n] int64
+    hi: torch.Tensor  # [n] int64
+
+    def __len__(self) -> int:
+        return len(self.lo)
+
+
+@dataclass
+class OutputLayout:
+    """The output of a task: its blocks, then `<eos>`."""
+
+    blocks: list[OutputBlock]
+    eos_id: int
+
+    @property
+    def content_length(self) -> int:
+        return sum(len(b) for b in self.blocks)
+
+    def full_ids(self, content: torch.Tensor) -> torch.Tensor:
+        """Markers around each block's content, then eos: the output region of the sequence `[B, L]`."""
+        parts, start = [], 0
+        b = content.shape[0]
+        for block in self.blocks:
+            parts += [torch.full((b, 1), block.open_id), content[:, start : start + len(block)], torch.full((b, 1), block.close_id)]
+            start += len(block)
+        parts.append(torch.full((b, 1), self.eos_id))
+        return torch.cat([p.to(content) for p in parts], dim=1)
+
+    def content_positions(self) -> torch.Tensor:
+        """Indices of the content tokens within `full_ids`."""
+        idx, pos = [], 0
+        for block in self.blocks:
+            idx.append(torch.arange(pos + 1, pos + 1 + len(block)))
+            pos += len(block) + 2
+        return torch.cat(idx)
+
+    def ranges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat([b.lo for b in self.blocks]), torch.cat([b.hi for b in self.blocks])
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1: off
+    cfg_scale: float = 1.0  # 1: no guidance
+    steps: int = 16  # MaskGIT steps
+    choice_temperature: float = 4.5  # MaskGIT: Gumbel noise on confidences, annealed to zero
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1 or self.steps < 1:
+            raise ValueError("temperature >= 0, top_k >= 0, 0 < top_p <= 1 and steps >= 1 are required")
+
+
+def _left_pad(prefixes: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids `[B, P]` and the count of padding per row `[B]`."""
+    width = max(len(p) for p in prefixes)
+    ids = torch.full((len(prefixes), width), pad_id, dtype=torch.long)
+    pads = torch.tensor([width - len(p) for p in prefixes])
+    for i, p in enumerate(prefixes):
+        ids[i, width - len(p) :] = p
+    return ids, pads
+
+
+def _prefix_mask(pads: torch.Tensor, width: int) -> torch.Tensor:
+    """Bidirectional over each row's real prefix tokens `[B, 1, P, P]` (padding queries see themselves)."""
+    j = torch.arange(width)
+    real = j[None, :] >= pads[:, None]
+    mask = real[:, None, :] & real[:, :, None]
+    return (mask | torch.eye(width, dtype=torch.bool)[None]).unsqueeze(1)
+
+
+def _filter_logits(logits: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
+    """Logits `[..., V]` restricted to [lo, hi) per position, then top-k / top-p, divided by temperature."""
+    v = torch.arange(logits.shape[-1], device=logits.device)
+    allowed = (v >= lo[..., None]) & (v < hi[..., None])
+    logits = logits.float().masked_fill(~allowed, NEG_INF)
+    if config.top_k:
+        kth = logits.topk(min(config.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, NEG_INF)
+    if config.top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) > config.top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), NEG_INF)
+    return logits / max(config.temperature, 1e-6)
+
+
+def _draw(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator) -> torch.Tensor:
+    if config.temperature == 0:
+        return logits.argmax(-1)
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:-1])
+
+
+def _guide(logits: torch.Tensor, batch: int, scale: float) -> torch.Tensor:
+    """Mix conditional (first half) and unconditional (second half) logits."""
+    if logits.shape[0] == batch:
+        return logits
+    cond, uncond = logits[:batch], logits[batch:]
+    return uncond + scale * (cond - uncond)
+
+
+def _inputs(prefixes: list[torch.Tensor], uncond: list[torch.Tensor] | None, config: SamplingConfig, pad_id: int):
+    rows = prefixes + (uncond if uncond is not None and config.cfg_scale != 1.0 else [])
+    ids, pads = _left_pad(rows, pad_id)
+    return ids, pads
+
+
+@torch.no_grad()
+def sample_autoregressive(
+    model: torch.nn.Module,
+    prefixes: list[torch.Tensor],
+    layout: OutputLayout,
+    config: SamplingConfig,
+    pad_id: int,
+    uncond_prefixes: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Content ids `[B, N]` of the output, one token at a time with a KV cache."""
+    device = next(model.parameters()).device
+    batch = len(prefixes)
+    ids, pads = _inputs(prefixes, uncond_prefixes, config, pad_id)
+    rows, width = ids.shape
+    generator = torch.Generator().manual_seed(config.seed)
+    lo, hi = layout.ranges()
+    cache = DynamicCache()
+    positions = (torch.arange(width)[None, :] - pads[:, None]).clamp(min=0)
+    mask = _prefix_mask(pads, width)
+    model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), cache=cache, use_cache=True)
+    key_valid = torch.arange(width)[None, :] >= pads[:, None]  # [rows, keys]
+    next_pos = positions[:, -1] + 1
+
+    def feed(token: torch.Tensor) -> torch.Tensor:
+        nonlocal key_valid, next_pos
+        key_valid = torch.cat([key_valid, torch.ones(rows, 1, dtype=torch.bool)], dim=1)
+        step_mask = key_valid[:, None, None, :]
+        result = model(input_ids=token[:, None].to(device), attention_mask=step_mask.to(device),
+                       position_ids=next_pos[:, None].to(device), cache=cache, use_cache=True)
+        next_pos = next_pos + 1
+        return result.logits[:, -1].cpu()
+
+    content = torch.empty(batch, layout.content_length, dtype=torch.long)
+    k = 0
+    for b, block in enumerate(layout.blocks):
+        if b:  # the previous block's closing marker, then this block's opening one
+            feed(torch.full((rows,), layout.blocks[b - 1].close_id))
+        logits = feed(torch.full((rows,), block.open_id))
+        for i in range(len(block)):
+            guided = _guide(logits, batch, config.cfg_scale)
+            token = _draw(_filter_logits(guided, lo[k].expand(batch), hi[k].expand(batch), config), config, generator)
+            content[:, k] = token
+            k += 1
+            if i + 1 < len(block) or b + 1 < len(layout.blocks):
+                logits = feed(token.repeat(rows // batch))
+    return content
+
+
+@torch.no_grad()
+def sample_maskgit(
+    model: torch.nn.Module,
+    prefixes: list[torch.Tensor],
+    layout: OutputLayout,
+    config: SamplingConfig,
+    pad_id: int,
+    mask_id: int,
+    uncond_prefixes: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Content ids `[B, N]` of the output in `config.steps` parallel steps (MaskGIT).
+
+    The prefix's keys and values are computed once; each step runs only the output region, samples every
+    masked position, and keeps the most confident (log-probability plus annealed Gumbel noise) so that
+    `N * cos(pi/2 * (s+1)/S)` stay masked after step s. Tokens once kept are never changed."""
+    device = next(model.parameters()).device
+    batch = len(prefixes)
+    ids, pads = _inputs(prefixes, uncond_prefixes, config, pad_id)
+    rows, width = ids.shape
+    generator = torch.Generator().manual_seed(config.seed)
+    lo, hi = layout.ranges()
+    cache = DynamicCache()
+    positions = (torch.arange(width)[None, :] - pads[:, None]).clamp(min=0)
+    model(input_ids=ids.to(device), attention_mask=_prefix_mask(pads, width).to(device), position_ids=positions.to(device),
+          cache=cache, use_cache=True)
+
+    n = layout.content_length
+    content = torch.full((batch, n), mask_id, dtype=torch.long)
+    slots = layout.content_positions()
+    region_len = n + 2 * len(layout.blocks) + 1
+    key_valid = torch.cat([torch.arange(width)[None, :] >= pads[:, None], torch.ones(rows, region_len, dtype=torch.bool)], dim=1)
+    region_mask = key_valid[:, None, None, :].expand(rows, 1, region_len, width + region_len)
+    region_pos = positions[:, -1:] + 1 + torch.arange(region_len)[None, :]
+    for step in range(config.steps):
+        region = layout.full_ids(content).repeat(rows // batch, 1)
+        logits = model(input_ids=region.to(device), attention_mask=region_mask.to(device), position_ids=region_pos.to(device),
+                       cache=cache, use_cache=True).logits.cpu()
+        cache.crop(-region_len)  # keep only the prefix
+        logits = _guide(logits[:, slots], batch, config.cfg_scale)
+        filtered = _filter_logits(logits, lo.expand(batch, n), hi.expand(batch, n), config)
+        sampled = _draw(filtered, config, generator)
+        unknown = content == mask_id
+        sampled = torch.where(unknown, sampled, content)
+        logp = filtered.log_softmax(-1).gather(-1, sampled[..., None]).squeeze(-1)
+        remaining = math.floor(n * math.cos(math.pi / 2 * (step + 1) / config.steps))
+        if step == config.steps - 1 or remaining == 0:
+            content = sampled
+            break
+        anneal = config.choice_temperature * (1 - (step + 1) / config.steps)
+        u = torch.rand(logp.shape, generator=generator).clamp(1e-20, 1)
+        confidence = logp + anneal * -torch.log(-torch.log(u))
+        confidence = confidence.masked_fill(~unknown, float("inf"))  # fixed tokens stay
+        keep_masked = confidence.argsort(dim=-1)[:, :remaining]
+        content = sampled.scatter(1, keep_masked, mask_id)
+    return content
