@@ -80,6 +80,32 @@ def _data_shapes(args: argparse.Namespace) -> None:
     print(f"wrote {args.num_clips} clips to {out / 'clips'} with {out / 'metadata.jsonl'}")
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 128x224, got {text!r}") from None
+    return h, w
+
+
+def _data_ingest(args: argparse.Namespace) -> None:
+    from videopoet.config import load_section
+    from videopoet.data.ingest import ingest
+
+    overrides = list(args.overrides)
+    for key in ("fps", "frames", "stride_s", "min_seconds", "num_proc", "media_column", "caption_column"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    if args.size is not None:
+        overrides.append(f"size=[{args.size[0]}, {args.size[1]}]")
+    config = load_section("ingest", args.config, overrides)
+    report = ingest(args.src, args.out, config, captions=args.captions)
+    print(f"{report['files_seen']} files seen, {report['files_ingested']} ingested, {report['clips']} clips; "
+          f"{len(report['skipped'])} skipped (reasons in {Path(args.out) / 'report.json'})")
+    for item in report["skipped"][:20]:
+        print(f"  skipped {item['file']}: {item['reason']}")
+
+
 def _eval_shapes(args: argparse.Namespace) -> None:
     from videopoet.eval.shapes import evaluate, format_report
 
@@ -166,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="frame height and width in pixels (default 64)")
     p.add_argument("--frames", type=int, help="frames per clip (default 17)")
     p.add_argument("--fps", type=float, help="frames per second (default 8)")
+    _add_config_options(p)
+
+    p = _command(data, "ingest", "cut a media folder or Hugging Face dataset into a clip index", _data_ingest)
+    p.add_argument("--src", required=True, help="a folder (searched recursively), a dataset saved on disk, or a data file")
+    p.add_argument("--out", required=True, type=Path, help="output folder (clip index, report.json)")
+    p.add_argument("--fps", type=float, help="clip frame rate (default 8)")
+    p.add_argument("--frames", type=int, help="frames per clip (default 17)")
+    p.add_argument("--size", type=_parse_size, help="resize + center-crop clips to HxW")
+    p.add_argument("--stride-s", dest="stride_s", type=float, help="seconds between clip starts (default: one clip length)")
+    p.add_argument("--min-seconds", dest="min_seconds", type=float, help="skip files shorter than this")
+    p.add_argument("--captions", type=Path, help="captions.jsonl or CSV mapping file names to captions")
+    p.add_argument("--num-proc", dest="num_proc", type=int, help="processes probing files in parallel")
+    p.add_argument("--media-column", dest="media_column", help="dataset column of media paths (default: auto)")
+    p.add_argument("--caption-column", dest="caption_column", help="dataset column of captions (default: auto)")
     _add_config_options(p)
 
     evaluate = _group(top, "eval", "score generated or reconstructed media")

@@ -110,3 +110,44 @@ def test_train_val_split_from_records_folder(tmp_path: Path) -> None:
     assert [fingerprint(b) for b in val.fixed_batches(2)] == [fingerprint(b) for b in val.fixed_batches(2)]
     with pytest.raises(DataError, match="no token records"):
         build_train_and_val_loaders(tmp_path / "nope", TaskConfig(), 2, 0, 1, 0, 0.2, 0.5)
+
+
+def interleave(loaders: list[TaskLoader], steps: int) -> list[tuple]:
+    """The micro-batches of `steps` global steps, rank by rank within a step."""
+    its = [iter(x) for x in loaders]
+    return [fingerprint(next(it)) for _ in range(steps) for it in its]
+
+
+def test_ranks_cover_the_stream_exactly_across_epochs() -> None:
+    records = make_records(26)  # 13 micro-batches per epoch: 3 ranks never divide an epoch evenly
+    solo = loader(records, batch=2)
+    assert len(solo.plan(0)) == 13
+    whole = take(iter(solo), 30)  # two epochs and a bit
+    three = [loader(records, r, 3, batch=2) for r in range(3)]
+    assert interleave(three, 10) == whole  # nothing left out at the epoch boundary, nothing repeated
+    epoch0 = set(whole[:13])
+    assert len(epoch0) == 13  # every micro-batch of the epoch once
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_on_more_ranks_mid_epoch(workers: int) -> None:
+    records = make_records(26)
+    whole = take(iter(loader(records, batch=2)), 26)
+    two = [loader(records, r, 2, workers=workers, batch=2) for r in range(2)]
+    seen = interleave(two, 4)
+    state = two[1].state_dict()
+    assert state["epoch"] == 0 and state["consumed"] == 8 and two[0].state_dict() == state
+    three = [loader(records, r, 3, workers=workers, batch=2) for r in range(3)]
+    for x in three:
+        x.load_state_dict(state, saved_world_size=2)
+    assert seen + interleave(three, 6) == whole  # none twice, none skipped, same order
+
+
+def test_split_column_keeps_heldout_out_of_training(tmp_path: Path) -> None:
+    records = make_records(30)
+    splits = ["train"] * 20 + ["val"] * 4 + ["heldout"] * 6
+    records.add_column("split", splits).save_to_disk(str(tmp_path / "records"))
+    VOCAB.save(tmp_path / "vocab.json")
+    _, train, val = build_train_and_val_loaders(tmp_path, TaskConfig(), 2, 0, 1, 0, 0.2, 0.5)
+    assert train.records["clip_id"] == [f"clip{i}" for i in range(20)]
+    assert val.records["clip_id"] == [f"clip{i}" for i in range(20, 24)]

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from videopoet.data.tasks import IGNORE_INDEX, TaskBuilder, TaskConfig, TaskError, collate, record_info
+from videopoet.data.tasks import (
+    IGNORE_INDEX,
+    TaskBuilder,
+    TaskConfig,
+    TaskError,
+    collate,
+    group_by_length,
+    padding_ratio,
+    record_info,
+)
 from videopoet.llm.masks import MASKGIT, PREFIX
 from videopoet.vocab import TASKS, SharedVocab
 
@@ -122,3 +131,100 @@ def test_bad_config_and_collate() -> None:
     assert batch["input_ids"].shape == (2, max(len(s) for s in seqs))
     assert batch["lengths"].tolist() == [len(s) for s in seqs] and batch["modes"].tolist() == [PREFIX, MASKGIT]
     assert (batch["labels"][0, len(seqs[0]) :] == IGNORE_INDEX).all()
+
+
+def test_every_block_lies_in_its_vocab_range() -> None:
+    rng = np.random.default_rng(2)
+    rec = record(rng)
+    builder = TaskBuilder(VOCAB, TaskConfig())
+    special = VOCAB.special_range
+    for task in TASKS:
+        for mode in (PREFIX, MASKGIT):
+            ids = builder.build(rec, task, mode, np.random.default_rng(0)).input_ids
+            assert all(int(i) in special for i in ids[:2])
+            for open_name, close_name, ranges in (
+                ("<bot_i>", "<eot_i>", [VOCAB.text_range]),
+                ("<bov_i>", "<eov_i>", [VOCAB.video_range]),
+                ("<bov_o>", "<eov_o>", [VOCAB.video_range]),
+                ("<boa_i>", "<eoa_i>", [VOCAB.audio_range(0), VOCAB.audio_range(1)]),
+                ("<boa_o>", "<eoa_o>", [VOCAB.audio_range(0), VOCAB.audio_range(1)]),
+            ):
+                if VOCAB.token_id(open_name) not in ids:
+                    continue
+                content = block(ids, open_name, close_name)
+                content = content[content != VOCAB.token_id("<mask>")]  # MaskGIT output, in/outpainting input
+                if len(ranges) == 1:
+                    assert all(int(i) in ranges[0] for i in content), (task, open_name)
+                elif mode == PREFIX:  # audio: level 0 (coarse) first, then level 1
+                    assert all(int(i) in ranges[0] for i in content[:10]) and all(int(i) in ranges[1] for i in content[10:])
+
+
+def test_resolution_tokens_only_with_a_pixel_size() -> None:
+    rng = np.random.default_rng(3)
+    rec = record(rng)
+    del rec["height"], rec["width"]
+    builder = TaskBuilder(VOCAB, TaskConfig())
+    seq = builder.build(rec, "text_to_video", PREFIX, rng)
+    assert seq.input_ids[2] == VOCAB.token_id("<bot_i>")
+    assert len(seq) == builder.length(record_info(rec), "text_to_video", drop_caption=False)
+    portrait = {**record(rng), "height": 224, "width": 128}
+    ids = builder.build(portrait, "text_to_video", PREFIX, rng).input_ids
+    assert [VOCAB.special_name(int(i)) for i in ids[2:4]] == ["<aspect_7:4>", "<short_128>"]
+
+
+def test_nested_audio_ids_and_has_audio_flag() -> None:
+    rng = np.random.default_rng(4)
+    flat = record(rng)
+    nested = {**flat, "audio_ids": np.asarray(flat["audio_ids"]).reshape(2, 10).tolist()}
+    del nested["audio_shape"]
+    builder = TaskBuilder(VOCAB, TaskConfig())
+    a = builder.build(flat, "video_to_audio", PREFIX, np.random.default_rng(0))
+    b = builder.build(nested, "video_to_audio", PREFIX, np.random.default_rng(0))
+    assert (a.input_ids == b.input_ids).all()
+    assert not record_info({**nested, "has_audio": False}).has_audio
+    with pytest.raises(TaskError, match="levels, frames"):
+        record_info({**nested, "audio_ids": [1, 2, 3]})
+
+
+def test_sample_draws_only_what_the_record_serves_and_drops_captions() -> None:
+    builder = TaskBuilder(VOCAB, TaskConfig(caption_dropout=0.1))
+    rng = np.random.default_rng(5)
+    silent = record(rng, audio=False)
+    uncaptioned = record(rng, caption=False)
+    silent_tasks = {builder.sample(silent, rng).task for _ in range(300)}
+    assert silent_tasks == set(TASKS) - {"text_to_video_audio", "video_to_audio", "audio_to_video"}
+    uncaptioned_tasks = {builder.sample(uncaptioned, rng).task for _ in range(300)}
+    assert uncaptioned_tasks == set(TASKS) - {"text_to_video", "text_to_image", "text_to_video_audio"}
+
+    full = record(rng)
+    draws = [builder.draw(record_info(full), rng, maskgit_ratio=0.3) for _ in range(4000)]
+    assert abs(np.mean([d[2] for d in draws]) - 0.1) < 0.02  # caption dropout rate
+    assert abs(np.mean([d[1] == MASKGIT for d in draws]) - 0.3) < 0.03
+    text_seqs = [s for s in (builder.sample(full, rng) for _ in range(1500)) if s.task in ("text_to_video", "text_to_image")]
+    empty = [block(s.input_ids, "<bot_i>", "<eot_i>").size == 0 for s in text_seqs]
+    assert abs(np.mean(empty) - 0.1) < 0.04
+
+
+def test_maskgit_ratio_follows_the_cosine_schedule() -> None:
+    rec = record(np.random.default_rng(6), t=5)
+    builder = TaskBuilder(VOCAB, TaskConfig())
+    shares = []
+    for s in range(400):
+        seq = builder.build(rec, "unconditional_video", MASKGIT, np.random.default_rng(s))
+        a, b = seq.output_spans[0]
+        shares.append(float((seq.input_ids[a:b] == VOCAB.token_id("<mask>")).mean()))
+    assert abs(np.mean(shares) - 2 / np.pi) < 0.05  # E[cos(pi/2 u)], u ~ U(0, 1]
+    assert min(shares) > 0 and max(shares) > 0.95
+
+
+def test_group_by_length_beats_random_batching() -> None:
+    rng = np.random.default_rng(7)
+    builder = TaskBuilder(VOCAB, TaskConfig())
+    recs = [record(rng, audio=bool(i % 2), t=int(rng.integers(1, 6))) for i in range(256)]
+    lengths = [len(builder.sample(r, rng)) for r in recs]
+    grouped = group_by_length(lengths, 8, np.random.default_rng(0))
+    assert sorted(i for b in grouped for i in b) == list(range(256)) and all(len(b) == 8 for b in grouped)
+    order = np.random.default_rng(1).permutation(256).tolist()
+    random_batches = [order[i : i + 8] for i in range(0, 256, 8)]
+    grouped_pad, random_pad = padding_ratio(lengths, grouped), padding_ratio(lengths, random_batches)
+    assert grouped_pad < 0.25 * random_pad, (grouped_pad, random_pad)

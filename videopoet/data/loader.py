@@ -1,16 +1,19 @@
 """A distributed, stateful, deterministic loader of task sequences for LLM training.
 
 Each epoch has a plan that depends only on (seed, epoch, batch size), never on the number of ranks: a
-seeded order of the records, a task, mode and caption-dropout draw for each, and the samples grouped into
-micro-batches of similar length (VideoPoet groups tasks by length, so batches carry little padding).
-Global step k takes micro-batches k*W .. k*W+W-1 of the plan on W ranks; rank r takes the r-th.
+seeded order of the records, a task, mode and caption-dropout draw for each (and a seed for its masking),
+and the samples grouped into micro-batches of similar length (VideoPoet groups tasks by length, so
+batches carry little padding). The plans of epochs 0, 1, 2, ... make one stream of micro-batches; global
+step k on W ranks takes stream items k*W .. k*W+W-1, rank r the r-th. A global step may straddle two
+epochs, so no micro-batch is ever left out and all ranks always take a step together.
 
-The state is (epoch, micro-batches consumed in the epoch). A resumed run continues at exactly that point,
-so it sees the samples an uninterrupted run would, none twice and none skipped, with any number of
-DataLoader workers (each micro-batch is built from its own seed). Resuming on another number of ranks
-keeps that guarantee: the plan is the same and the new ranks split the remaining micro-batches; what
-changes is which rank builds which micro-batch, and how many micro-batches at the end of each epoch are left
-out (the last `len(plan) % W`, so that all ranks start the next epoch at the same step).
+The state is (epoch, micro-batches of that epoch consumed by all ranks). A resumed run continues at
+exactly that point, so it sees the samples an uninterrupted run would, none twice and none skipped, with
+any number of DataLoader workers (worker w of n builds every n-th micro-batch of its rank from the plan;
+the DataLoader hands them out in order). Resuming on another number of ranks keeps the guarantee: the
+stream is the same and the new ranks split what is left of it. What changes is which rank builds which
+micro-batch, the number of samples per global step (W x batch size), and so the step count per epoch.
+The batch size and seed must stay the same (`load_state_dict` refuses others: the plan would differ).
 """
 
 from __future__ import annotations
@@ -25,12 +28,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from videopoet.data.tasks import RecordInfo, TaskBuilder, TaskConfig, collate, record_info
+from videopoet.data.tasks import (
+    GROUP_WINDOW,
+    RecordInfo,
+    TaskBuilder,
+    TaskConfig,
+    collate,
+    group_by_length,
+    record_info,
+)
 from videopoet.errors import UserError
-from videopoet.llm.masks import MASKGIT, PREFIX
 from videopoet.vocab import SharedVocab
-
-GROUP_WINDOW = 64  # micro-batches whose samples are sorted by length together
 
 
 class DataError(UserError):
@@ -61,19 +69,11 @@ def plan_epoch(
     samples, lengths = [], []
     for i in order:
         info = infos[int(i)]
-        task = builder.choose(info, rng)
-        mode = MASKGIT if rng.random() < maskgit_ratio else PREFIX
-        drop = bool(rng.random() < builder.config.caption_dropout)
+        task, mode, drop = builder.draw(info, rng, maskgit_ratio)
         samples.append(Sample(int(i), task, mode, drop, int(rng.integers(2**62))))
         lengths.append(builder.length(info, task, drop))
-    batches: list[list[Sample]] = []
-    window = batch_size * GROUP_WINDOW
-    for start in range(0, len(samples), window):
-        chunk = sorted(range(start, min(start + window, len(samples))), key=lambda j: lengths[j])
-        batches += [[samples[j] for j in chunk[b : b + batch_size]] for b in range(0, len(chunk), batch_size)]
-    if shuffle:
-        batches = [batches[int(b)] for b in rng.permutation(len(batches))]
-    return batches
+    groups = group_by_length(lengths, batch_size, rng if shuffle else None, GROUP_WINDOW)
+    return [[samples[j] for j in group] for group in groups]
 
 
 class _MicroBatches(IterableDataset):
@@ -89,21 +89,19 @@ class _MicroBatches(IterableDataset):
         if info:
             torch.set_num_threads(1)
         L = self.loader
-        epoch, start = self.epoch, self.start
-        k = 0
+        epoch, pos = self.epoch, self.start + L.rank  # stream position of this rank's next micro-batch
+        k = 0  # micro-batches of this rank so far; worker k % workers builds the k-th
         while True:
             plan = L.plan(epoch)
-            usable = len(plan) - len(plan) % L.world_size  # all ranks change epoch at the same step
-            if usable == 0:
-                raise ValueError(f"an epoch has {len(plan)} micro-batches, fewer than the {L.world_size} ranks")
-            positions = range(start + L.rank, usable, L.world_size)
-            for j, pos in enumerate(positions):
-                if (k + j) % workers == wid:
-                    yield epoch, pos, L.build_batch(plan[pos])
-            k += len(positions)
-            if not L.repeat:
-                return
-            epoch, start = epoch + 1, 0
+            if pos >= len(plan):
+                if not L.repeat or not plan:
+                    return
+                epoch, pos = epoch + 1, pos - len(plan)
+                continue
+            if k % workers == wid:
+                yield epoch, pos, L.build_batch(plan[pos])
+            k += 1
+            pos += L.world_size
 
 
 class TaskLoader:
@@ -125,13 +123,18 @@ class TaskLoader:
         self.records, self.builder = records, builder
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
         self.maskgit_ratio, self.num_workers, self.shuffle, self.repeat = maskgit_ratio, num_workers, shuffle, repeat
-        self.infos = [record_info(r) for r in _iter_rows(records, ("text_ids", "video_shape", "audio_shape", "height", "width"))]
+        self.infos = [record_info(r) for r in _iter_rows(records, _INFO_COLUMNS)]
         self.epoch, self.consumed = 0, 0  # micro-batches of the epoch consumed by all ranks
         self._plans: dict[int, list[list[Sample]]] = {}
 
     def plan(self, epoch: int) -> list[list[Sample]]:
+        """The micro-batches of ``epoch`` (`plan_epoch`), cached."""
         if epoch not in self._plans:
-            self._plans = {epoch: plan_epoch(self.infos, self.builder, self.batch_size, self.seed, epoch, self.maskgit_ratio, self.shuffle)}
+            # keep the previous epoch's plan too: a global step may straddle two epochs
+            self._plans = {e: p for e, p in self._plans.items() if e == epoch - 1}
+            self._plans[epoch] = plan_epoch(
+                self.infos, self.builder, self.batch_size, self.seed, epoch, self.maskgit_ratio, self.shuffle
+            )
         return self._plans[epoch]
 
     def build_batch(self, samples: list[Sample]) -> dict[str, Any]:
@@ -153,9 +156,16 @@ class TaskLoader:
                             prefetch_factor=2 if self.num_workers else None,
                             generator=torch.Generator().manual_seed(self.seed))
         for epoch, pos, batch in stream:
-            # after this micro-batch, every rank has consumed up to its own slot of this global step
-            self.epoch, self.consumed = epoch, pos - self.rank + self.world_size
+            # after this micro-batch, all ranks have consumed the whole global step it belongs to
+            self.epoch, self.consumed = self._normalized(epoch, pos - self.rank + self.world_size)
             yield batch
+
+    def _normalized(self, epoch: int, consumed: int) -> tuple[int, int]:
+        """(epoch, consumed) with ``consumed`` inside the epoch (a step may run into the next one)."""
+        while consumed >= len(self.plan(epoch)) > 0:
+            consumed -= len(self.plan(epoch))
+            epoch += 1
+        return epoch, consumed
 
     def fixed_batches(self, count: int) -> Iterator[dict[str, Any]]:
         """The first `count` micro-batches of this rank in epoch 0, the same every call (for validation)."""
@@ -170,27 +180,30 @@ class TaskLoader:
         """Continue where `state` stopped; the plan is the same on any number of ranks."""
         if state["seed"] != self.seed or state["batch_size"] != self.batch_size:
             raise ValueError("the loader state was saved with another seed or batch size; the sample order would differ")
-        self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
-        plan = len(self.plan(self.epoch))
-        if self.consumed >= plan - plan % self.world_size:
-            self.epoch, self.consumed = self.epoch + 1, 0
+        self.epoch, self.consumed = self._normalized(int(state["epoch"]), int(state["consumed"]))
 
-    def batches_per_epoch(self) -> int:
-        """Global steps per epoch."""
-        return len(self.plan(self.epoch)) // self.world_size
+    def batches_per_epoch(self) -> float:
+        """Global steps per epoch (on average: a step may straddle two epochs)."""
+        return len(self.plan(self.epoch)) / self.world_size
+
+
+_INFO_COLUMNS = ("text_ids", "video_shape", "audio_shape", "has_audio", "height", "width")
 
 
 def _iter_rows(records: Any, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """Rows with only the columns planning needs (cheap on a `datasets.Dataset`)."""
+    """Rows with only the columns planning needs (cheap on a `datasets.Dataset`); the audio ids too
+    when no ``audio_shape`` column gives their shape."""
     if hasattr(records, "select_columns"):
         present = [c for c in columns if c in records.column_names]
+        if "audio_shape" not in present and "audio_ids" in records.column_names:
+            present.append("audio_ids")
         yield from records.select_columns(present)
     else:
-        for r in records:
-            yield {c: r.get(c) for c in columns}
+        yield from records
 
 
 RECORDS_DIR = "records"
+_VAL_SPLITS = ("val", "validation")
 VOCAB_FILE = "vocab.json"
 
 
@@ -222,12 +235,23 @@ def build_train_and_val_loaders(
     maskgit_ratio: float,
     num_workers: int = 0,
 ) -> tuple[SharedVocab, TaskLoader, TaskLoader]:
-    """Loaders over the train and validation split of a token records folder."""
+    """Loaders over the train and validation records of a token records folder.
+
+    Records with a ``split`` column (copied from the clip index, e.g. the shapes dataset's) are split by
+    it: ``train`` (or none) is trained on, ``val``/``validation`` validates, and any other split (the
+    shapes' ``heldout`` combinations, ``test``) is never trained on. Without a ``val`` split, a stable
+    hash of ``clip_id`` holds out ``val_fraction`` of the training records.
+    """
     records, vocab = load_token_records(data)
     ids = records["clip_id"]
-    val_idx = [i for i, c in enumerate(ids) if is_validation(c, val_fraction)]
-    val_set = set(val_idx)
-    train_idx = [i for i in range(len(ids)) if i not in val_set]
+    splits = records["split"] if "split" in records.column_names else [None] * len(ids)
+    named_val = any(sp in _VAL_SPLITS for sp in splits)
+    train_idx, val_idx = [], []
+    for i, (clip_id, sp) in enumerate(zip(ids, splits, strict=True)):
+        if sp in _VAL_SPLITS or (not sp or sp == "train") and not named_val and is_validation(clip_id, val_fraction):
+            val_idx.append(i)
+        elif not sp or sp == "train":
+            train_idx.append(i)
     if not val_idx:  # tiny datasets: validate on a few training records rather than on nothing
         val_idx = train_idx[: max(1, batch_size * world_size)]
     if len(train_idx) < batch_size * world_size:

@@ -1,12 +1,19 @@
 """Token records -> task sequences (DESIGN.md, task sequences).
 
+Token records (made by pretokenize) hold modality-local ids: ``text_ids`` (SentencePiece ids, may be
+empty: no caption), ``video_ids`` (LFQ codes, flat in (t, h, w) order or nested) with ``video_shape``
+``[t, h, w]`` (latent), ``audio_ids`` (RVQ codes ``[levels, frames]``, nested, or flat with
+``audio_shape``; empty or ``has_audio`` false: no audio) and optionally the clip's pixel ``height`` and
+``width``. `TaskBuilder` turns them into global ids with `SharedVocab`.
+
 Layout of every sequence:
 
-    <bos> <task> <aspect> <short> [<bot_i> text <eot_i>] [<bov_i> video-in <eov_i>] [<boa_i> audio-in <eoa_i>]
+    <bos> <task> [<aspect> <short>] [<bot_i> text <eot_i>] [<bov_i> video-in <eov_i>] [<boa_i> audio-in <eoa_i>]
     <bo?_o> output <eo?_o> [<boa_o> audio <eoa_o>] <eos>
 
 - The prefix is everything before the output's opening token; the loss is only on the output.
-- The resolution tokens (vocab.resolution_ids of the clip's pixel size) follow the task token.
+- The resolution tokens (vocab.resolution_ids of the clip's pixel size) follow the task token; a record
+  without ``height``/``width`` gets none (the latent grid's size is not a pixel size).
 - Video tokens in (t, h, w) order; audio tokens one RVQ level after another, coarse to fine.
 - Text-to-video+audio has two output blocks: the video, then the audio.
 - Caption dropout keeps the text block's markers and empties it (`<bot_i> <eot_i>`): the unconditional
@@ -21,11 +28,17 @@ Labels follow the Hugging Face convention (aligned with input_ids, IGNORE_INDEX 
   position i - 1; the opening marker itself is not scored).
 - MaskGIT mode replaces a share of the output's content tokens by `<mask>` (share = cos(pi/2 * u), u ~ U(0, 1],
   at least one) and scores exactly those positions, predicting the token at the same position.
+
+Tasks whose inputs a record lacks are never drawn for it (`TaskBuilder.available`): no caption -> no
+text-conditioned task; no audio -> no video-to-audio, audio-to-video or text-to-video+audio; a single
+latent frame -> no continuation. `group_by_length` makes batches of similar length (VideoPoet groups
+tasks by length), so they carry little padding.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +49,7 @@ from videopoet.llm.masks import MASKGIT, PREFIX
 from videopoet.vocab import TASKS, SharedVocab
 
 IGNORE_INDEX = -100
+GROUP_WINDOW = 64  # batches whose samples `group_by_length` sorts by length together
 
 # What each task reads and writes: (needs text, video input, audio input, outputs)
 _TEXT_TASKS = {"text_to_video", "text_to_image", "text_to_video_audio"}
@@ -71,7 +85,7 @@ class TaskConfig:
 
 @dataclass
 class RecordInfo:
-    """What task planning needs to know of a token record, without its ids."""
+    """What task planning needs to know of a token record, without its ids (height/width 0: unknown)."""
 
     text_len: int
     video_shape: tuple[int, int, int]
@@ -88,8 +102,28 @@ class RecordInfo:
         return self.audio_shape[0] * self.audio_shape[1] > 0
 
 
+def _audio_shape(record: dict[str, Any]) -> tuple[int, int]:
+    """``[levels, frames]`` of a record's audio: from ``audio_shape``, else from nested ``audio_ids``."""
+    if record.get("has_audio") is False:
+        return (0, 0)
+    if record.get("audio_shape") is not None:
+        shape = tuple(int(x) for x in record["audio_shape"])
+    else:
+        ids = record.get("audio_ids")
+        arr = np.asarray(ids if ids is not None else [])
+        if arr.size == 0:
+            return (0, 0)
+        if arr.ndim != 2:
+            raise TaskError(f"audio_ids must be [levels, frames] (or flat with audio_shape), got shape {arr.shape}")
+        shape = arr.shape
+    if len(shape) != 2:
+        raise TaskError(f"audio_shape must be [levels, frames], got {list(shape)}")
+    return (int(shape[0]), int(shape[1]))
+
+
 def record_info(record: dict[str, Any]) -> RecordInfo:
-    audio_shape = tuple(record.get("audio_shape") or (0, 0))
+    """The `RecordInfo` of a token record (see the module docstring for the fields read)."""
+    audio_shape = _audio_shape(record)
     return RecordInfo(
         text_len=len(record.get("text_ids") or []),
         video_shape=tuple(record["video_shape"]),
@@ -145,6 +179,19 @@ class TaskBuilder:
         weights = np.array([self.config.mixture[t] for t in tasks], dtype=np.float64)
         return tasks[int(rng.choice(len(tasks), p=weights / weights.sum()))]
 
+    def draw(self, info: RecordInfo, rng: np.random.Generator, maskgit_ratio: float) -> tuple[str, int, bool]:
+        """A task the record serves (by mixture weight), a mode (MaskGIT with ``maskgit_ratio``) and
+        whether to drop the caption (``caption_dropout``)."""
+        task = self.choose(info, rng)
+        mode = MASKGIT if rng.random() < maskgit_ratio else PREFIX
+        drop = bool(rng.random() < self.config.caption_dropout)
+        return task, mode, drop
+
+    def sample(self, record: dict[str, Any], rng: np.random.Generator, maskgit_ratio: float = 0.5) -> TaskSequence:
+        """A random training sequence for one record: `draw`, then `build`."""
+        task, mode, drop = self.draw(record_info(record), rng, maskgit_ratio)
+        return self.build(record, task, mode, rng, drop_caption=drop)
+
     # ---- lengths without building ------------------------------------------------------------------
     def length(self, info: RecordInfo, task: str, drop_caption: bool) -> int:
         """Exact length of the sequence `build` makes for this record and task."""
@@ -152,7 +199,9 @@ class TaskBuilder:
         video, frame = t * h * w, h * w
         audio = info.audio_shape[0] * info.audio_shape[1]
         text = 0 if drop_caption else min(info.text_len, self.config.max_text_tokens)
-        n = 4 + 1  # bos, task, aspect, short ... eos
+        n = 2 + 1  # bos, task ... eos
+        if info.height and info.width:
+            n += 2  # aspect, short side
         if task in _TEXT_TASKS:
             n += 2 + text
         n += {
@@ -186,8 +235,9 @@ class TaskBuilder:
             audio = np.asarray(record["audio_ids"], dtype=np.int64).reshape(info.audio_shape)
             gaudio = v.audio_to_global(audio).reshape(-1)  # level after level, coarse to fine
 
-        aspect, short = v.resolution_ids(info.height or h, info.width or w)
-        prefix = [tok["<bos>"], v.task_id(task), aspect, short]
+        prefix = [tok["<bos>"], v.task_id(task)]
+        if info.height and info.width:
+            prefix += v.resolution_ids(info.height, info.width)
         if task in _TEXT_TASKS:
             text = [] if drop_caption else list(record["text_ids"])[: self.config.max_text_tokens]
             prefix += [tok["<bot_i>"], *v.text_to_global(text), tok["<eot_i>"]]
@@ -253,6 +303,34 @@ class TaskBuilder:
             out[:] = self.t["<mask>"]
             out[:, y : y + kh, x : x + kw] = keep
         return out
+
+
+def group_by_length(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None = None, window: int = GROUP_WINDOW
+) -> list[list[int]]:
+    """Batches of indices into ``lengths`` with little padding, still in a random-looking order.
+
+    Consecutive windows of ``batch_size * window`` indices are each sorted by length and cut into
+    batches (so the input order, e.g. a shuffled epoch, still decides which samples meet); with ``rng``
+    the batches are then shuffled, so long and short batches alternate over training.
+    """
+    if batch_size < 1 or window < 1:
+        raise ValueError("batch_size and window must be at least 1")
+    batches: list[list[int]] = []
+    span = batch_size * window
+    for start in range(0, len(lengths), span):
+        chunk = sorted(range(start, min(start + span, len(lengths))), key=lambda j: lengths[j])
+        batches += [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
+    if rng is not None:
+        batches = [batches[int(b)] for b in rng.permutation(len(batches))]
+    return batches
+
+
+def padding_ratio(lengths: Sequence[int], batches: list[list[int]]) -> float:
+    """Pad tokens over real tokens when each batch is padded to its longest sequence."""
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches if b)
+    return (padded - real) / max(real, 1)
 
 
 def collate(sequences: list[TaskSequence], pad_id: int) -> dict[str, Any]:

@@ -100,8 +100,21 @@ def _prefix_mask(pads: torch.Tensor, width: int) -> torch.Tensor:
     return (mask | torch.eye(width, dtype=torch.bool)[None]).unsqueeze(1)
 
 
+def _head(model: torch.nn.Module, hidden: torch.Tensor, base: int, top: int) -> torch.Tensor:
+    """Logits of the vocabulary slice [base, top) only: at paper scale the full head has ~300k rows and
+    a block needs one range of them."""
+    weight = model.get_output_embeddings().weight[base:top]
+    return (hidden.to(weight.dtype) @ weight.T).float().cpu()
+
+
+def _hidden(model: torch.nn.Module, **inputs) -> torch.Tensor:
+    """Last hidden states of the backbone (the head is applied per slice by `_head`)."""
+    return model.model(**inputs).last_hidden_state
+
+
 def _filter_logits(logits: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
-    """Logits `[..., V]` restricted to [lo, hi) per position, then top-k / top-p, divided by temperature."""
+    """Logits `[..., V']` of a vocabulary slice restricted to [lo, hi) per position (relative to the slice),
+    then top-k / top-p, divided by temperature."""
     v = torch.arange(logits.shape[-1], device=logits.device)
     allowed = (v >= lo[..., None]) & (v < hi[..., None])
     logits = logits.float().masked_fill(~allowed, NEG_INF)
@@ -156,7 +169,7 @@ def sample_autoregressive(
     cache = DynamicCache()
     positions = (torch.arange(width)[None, :] - pads[:, None]).clamp(min=0)
     mask = _prefix_mask(pads, width)
-    model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), cache=cache, use_cache=True)
+    _hidden(model, input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), cache=cache, use_cache=True)
     key_valid = torch.arange(width)[None, :] >= pads[:, None]  # [rows, keys]
     next_pos = positions[:, -1] + 1
 
@@ -164,24 +177,26 @@ def sample_autoregressive(
         nonlocal key_valid, next_pos
         key_valid = torch.cat([key_valid, torch.ones(rows, 1, dtype=torch.bool)], dim=1)
         step_mask = key_valid[:, None, None, :]
-        result = model(input_ids=token[:, None].to(device), attention_mask=step_mask.to(device),
-                       position_ids=next_pos[:, None].to(device), cache=cache, use_cache=True)
+        hidden = _hidden(model, input_ids=token[:, None].to(device), attention_mask=step_mask.to(device),
+                         position_ids=next_pos[:, None].to(device), cache=cache, use_cache=True)
         next_pos = next_pos + 1
-        return result.logits[:, -1].cpu()
+        return hidden[:, -1]
 
     content = torch.empty(batch, layout.content_length, dtype=torch.long)
     k = 0
     for b, block in enumerate(layout.blocks):
         if b:  # the previous block's closing marker, then this block's opening one
             feed(torch.full((rows,), layout.blocks[b - 1].close_id))
-        logits = feed(torch.full((rows,), block.open_id))
+        hidden = feed(torch.full((rows,), block.open_id))
         for i in range(len(block)):
-            guided = _guide(logits, batch, config.cfg_scale)
-            token = _draw(_filter_logits(guided, lo[k].expand(batch), hi[k].expand(batch), config), config, generator)
+            base, top = int(lo[k]), int(hi[k])
+            logits = _guide(_head(model, hidden, base, top), batch, config.cfg_scale)
+            zero = torch.zeros(batch, dtype=torch.long)
+            token = base + _draw(_filter_logits(logits, zero, zero + (top - base), config), config, generator)
             content[:, k] = token
             k += 1
             if i + 1 < len(block) or b + 1 < len(layout.blocks):
-                logits = feed(token.repeat(rows // batch))
+                hidden = feed(token.repeat(rows // batch))
     return content
 
 
@@ -208,8 +223,8 @@ def sample_maskgit(
     lo, hi = layout.ranges()
     cache = DynamicCache()
     positions = (torch.arange(width)[None, :] - pads[:, None]).clamp(min=0)
-    model(input_ids=ids.to(device), attention_mask=_prefix_mask(pads, width).to(device), position_ids=positions.to(device),
-          cache=cache, use_cache=True)
+    _hidden(model, input_ids=ids.to(device), attention_mask=_prefix_mask(pads, width).to(device), position_ids=positions.to(device),
+            cache=cache, use_cache=True)
 
     n = layout.content_length
     content = torch.full((batch, n), mask_id, dtype=torch.long)
@@ -220,15 +235,24 @@ def sample_maskgit(
     region_pos = positions[:, -1:] + 1 + torch.arange(region_len)[None, :]
     for step in range(config.steps):
         region = layout.full_ids(content).repeat(rows // batch, 1)
-        logits = model(input_ids=region.to(device), attention_mask=region_mask.to(device), position_ids=region_pos.to(device),
-                       cache=cache, use_cache=True).logits.cpu()
+        hidden = _hidden(model, input_ids=region.to(device), attention_mask=region_mask.to(device), position_ids=region_pos.to(device),
+                         cache=cache, use_cache=True)[:, slots]
         cache.crop(-region_len)  # keep only the prefix
-        logits = _guide(logits[:, slots], batch, config.cfg_scale)
-        filtered = _filter_logits(logits, lo.expand(batch, n), hi.expand(batch, n), config)
-        sampled = _draw(filtered, config, generator)
+        sampled = torch.empty(batch, n, dtype=torch.long)
+        logp = torch.empty(batch, n)
+        start = 0
+        for block in layout.blocks:  # one vocabulary slice per block
+            end = start + len(block)
+            base, top = int(block.lo.min()), int(block.hi.max())
+            logits = _guide(_head(model, hidden[:, start:end], base, top), batch, config.cfg_scale)
+            filtered = _filter_logits(logits, (block.lo - base).expand(batch, -1), (block.hi - base).expand(batch, -1), config)
+            drawn = _draw(filtered, config, generator)
+            known = content[:, start:end] != mask_id
+            drawn = torch.where(known, content[:, start:end] - base, drawn)
+            sampled[:, start:end] = drawn + base
+            logp[:, start:end] = filtered.log_softmax(-1).gather(-1, drawn[..., None]).squeeze(-1)
+            start = end
         unknown = content == mask_id
-        sampled = torch.where(unknown, sampled, content)
-        logp = filtered.log_softmax(-1).gather(-1, sampled[..., None]).squeeze(-1)
         remaining = math.floor(n * math.cos(math.pi / 2 * (step + 1) / config.steps))
         if step == config.steps - 1 or remaining == 0:
             content = sampled
