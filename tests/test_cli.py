@@ -88,8 +88,9 @@ def test_shapes_pipeline_from_the_command_line(tmp_path: Path, capsys: pytest.Ca
 
     assert main(["data", "ingest", "--src", str(out), "--out", str(tmp_path / "index"), "--size", "48x48"]) == 0
     assert "4 files seen, 4 ingested, 4 clips; 0 skipped" in capsys.readouterr().out
-    assert main(["data", "ingest", "--src", str(out), "--out", str(tmp_path / "index2"), "--size", "48"]) == 2
-    assert "size must be HxW" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "ingest", "--src", str(out), "--out", str(tmp_path / "index2"), "--size", "48"])
+    assert exc.value.code == 2 and "size must be HxW" in capsys.readouterr().err
 
     assert main(["tokenizer", "train", "text", "--input", str(out / "metadata.jsonl"), "--vocab-size", "300", "--out", str(tmp_path / "text")]) == 0
     from videopoet.tokenizers.text import TextTokenizer
