@@ -1,0 +1,475 @@
+"""The video tokenizer: a MAGVIT-v2 style causal 3D CNN encoder/decoder around lookup-free quantization.
+
+Clips are float `[B, 3, T, H, W]` in [-1, 1] with `T = 1 + k * temporal_factor`: the first frame is
+encoded on its own and every later group of `temporal_factor` frames becomes one latent frame, so a still
+image is a 1-frame clip and one model serves images and video. Sides must be multiples of
+`spatial_factor`; the aspect ratio is free.
+
+Causality: every 3D convolution pads time on the past side only and normalisation is per frame (group
+norm over channels and space, never over time), so latent frame j depends on input frames up to the end
+of its span and decoded frame f on latent frames up to the one covering f. That is what makes chunked
+encoding exact: each causal convolution keeps the tail of its padded input as a cache, and feeding a clip
+chunk by chunk through the same convolutions computes the same numbers as feeding it whole (up to the
+summation order a convolution kernel picks for a given input length: latents agree to ~1e-6, so ids are
+equal unless a latent lies within that of zero).
+
+Down-sampling stages: `len(channel_mult) - 1` strided causal convolutions; space halves at the first
+log2(spatial_factor) stages and time at the last log2(temporal_factor) ones (time compression deep in the
+network, as MAGVIT-v2). Up-sampling mirrors them with a causal convolution followed by depth-to-space
+and depth-to-time; the first `st - 1` frames of a stream are dropped so 1 + k*tf frames come back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from videopoet.errors import UserError
+from videopoet.tokenizers.video.lfq import LFQ, LFQConfig, LFQOutput
+
+Cache = dict[nn.Module, Any]  # streaming state per module: conv input tails, "stream started" flags
+
+
+class VideoShapeError(UserError):
+    """A clip whose frame count or sides the tokenizer cannot take."""
+
+
+@dataclass
+class VideoTokenizerConfig:
+    """Shape and quantizer of the video tokenizer. `frames`, `height`, `width`: the clip size it is made
+    for (training and evaluation default); any fitting size encodes."""
+
+    channels: int = 128
+    channel_mult: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 2  # per level, in the encoder, the decoder and their middles
+    norm_groups: int = 32
+    spatial_factor: int = 8  # 4, 8 or 16
+    temporal_factor: int = 4  # 1, 2, 4 or 8
+    bits: int = 18  # K: 2^K codes
+    group_bits: int = 9  # factorized entropy groups (see lfq.py)
+    entropy_temperature: float = 0.01
+    commitment_weight: float = 0.25
+    entropy_weight: float = 0.1
+    codebook_entropy_weight: float = 1.0
+    frames: int = 17
+    height: int = 128
+    width: int = 128
+
+    def __post_init__(self) -> None:
+        self.channel_mult = tuple(self.channel_mult)
+        if self.spatial_factor not in (4, 8, 16):
+            raise ValueError(f"spatial_factor must be 4, 8 or 16, got {self.spatial_factor}")
+        if self.temporal_factor not in (1, 2, 4, 8):
+            raise ValueError(f"temporal_factor must be 1, 2, 4 or 8, got {self.temporal_factor}")
+        stages = len(self.channel_mult) - 1
+        need = max(self.spatial_stages, self.temporal_stages)
+        if stages < need:
+            raise ValueError(
+                f"channel_mult {self.channel_mult} gives {stages} down-sampling stages; spatial_factor "
+                f"{self.spatial_factor} and temporal_factor {self.temporal_factor} need at least {need} "
+                f"(channel_mult of length {need + 1})"
+            )
+        if self.channels < 1 or min(self.channel_mult) < 1 or self.num_res_blocks < 1:
+            raise ValueError("channels, channel_mult and num_res_blocks must be positive")
+        bad = [self.channels * m for m in self.channel_mult if (self.channels * m) % self.norm_groups]
+        if self.norm_groups < 1 or bad:
+            raise ValueError(f"norm_groups {self.norm_groups} must divide every level's channels, not {bad}")
+        self.lfq_config()  # validates bits and the loss settings
+        if (self.frames - 1) % self.temporal_factor or self.frames < 1:
+            raise ValueError(f"frames {self.frames} must be 1 + k * temporal_factor ({self.temporal_factor})")
+        if (
+            self.height % self.spatial_factor
+            or self.width % self.spatial_factor
+            or min(self.height, self.width) < 1
+        ):
+            raise ValueError(
+                f"height and width ({self.height}x{self.width}) must be multiples of spatial_factor {self.spatial_factor}"
+            )
+
+    @property
+    def spatial_stages(self) -> int:
+        return int(math.log2(self.spatial_factor))
+
+    @property
+    def temporal_stages(self) -> int:
+        return int(math.log2(self.temporal_factor))
+
+    @property
+    def codebook_size(self) -> int:
+        return 2**self.bits
+
+    def stage_strides(self) -> list[tuple[int, int]]:
+        """(time, space) stride of each encoder down-sampling stage."""
+        n = len(self.channel_mult) - 1
+        return [
+            (2 if i >= n - self.temporal_stages else 1, 2 if i < self.spatial_stages else 1) for i in range(n)
+        ]
+
+    def lfq_config(self) -> LFQConfig:
+        return LFQConfig(
+            bits=self.bits,
+            group_bits=min(self.group_bits, self.bits),
+            entropy_temperature=self.entropy_temperature,
+            commitment_weight=self.commitment_weight,
+            entropy_weight=self.entropy_weight,
+            codebook_entropy_weight=self.codebook_entropy_weight,
+        )
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> VideoTokenizerConfig:
+        """A copy of preset `name` with `overrides` applied."""
+        if name not in PRESETS:
+            raise KeyError(f"unknown video tokenizer preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+
+# The latent grid each preset is named after comes from its (frames, height, width):
+#   tiny      17x64x64   -> 5x8x8    =  320 tokens, 2^10 codes (CPU demo)
+#   videopoet 17x128x128 -> 5x16x16  = 1280 tokens, 2^18 codes (VideoPoet / MAGVIT-v2)
+#   8x16x16   57x128x128 -> 8x16x16  = 2048 tokens, time factor 8 (about 2x fewer tokens per frame)
+#   4x16x16   25x128x128 -> 4x16x16  = 1024 tokens, time factor 8
+PRESETS: dict[str, VideoTokenizerConfig] = {
+    "tiny": VideoTokenizerConfig(
+        channels=16,
+        channel_mult=(1, 2, 4, 4),
+        num_res_blocks=1,
+        norm_groups=8,
+        bits=10,
+        group_bits=5,
+        frames=17,
+        height=64,
+        width=64,
+    ),
+    "videopoet": VideoTokenizerConfig(),
+    "8x16x16": VideoTokenizerConfig(temporal_factor=8, frames=57),
+    "4x16x16": VideoTokenizerConfig(temporal_factor=8, frames=25),
+}
+
+
+class CausalConv3d(nn.Module):
+    """3D convolution padded in time on the past side only (zeros at the start of a stream).
+
+    With a `cache` dict it streams: the tail of its padded input that later outputs still need is kept
+    in `cache[self]` and put in front of the next chunk, so chunk-by-chunk equals whole-clip."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int | tuple[int, int, int] = 3,
+        stride: tuple[int, int, int] = (1, 1, 1),
+    ) -> None:
+        super().__init__()
+        kt, kh, kw = (kernel,) * 3 if isinstance(kernel, int) else kernel
+        self.time_pad, self.time_stride = kt - 1, stride[0]
+        self.conv = nn.Conv3d(cin, cout, (kt, kh, kw), stride=stride, padding=(0, kh // 2, kw // 2))
+
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        past = cache.get(self) if cache is not None else None
+        if past is not None:
+            x = torch.cat([past.to(x.dtype), x], dim=2)
+        elif self.time_pad:
+            x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0))
+        if x.shape[2] < self.conv.kernel_size[0]:
+            raise ValueError(f"causal conv got {x.shape[2]} padded frames, needs {self.conv.kernel_size[0]}")
+        y = self.conv(x)
+        if cache is not None:
+            cache[self] = x[:, :, y.shape[2] * self.time_stride :].clone()
+        return y
+
+
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm whose statistics are taken per frame (over channel groups and space, never over time)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        y = F.group_norm(
+            x.transpose(1, 2).reshape(b * t, c, h, w), self.num_groups, self.weight, self.bias, self.eps
+        )
+        return y.reshape(b, t, c, h, w).transpose(1, 2)
+
+
+class ResBlock(nn.Module):
+    """norm -> SiLU -> causal conv, twice, plus a (1x1x1 projected when channels change) skip."""
+
+    def __init__(self, cin: int, cout: int, groups: int) -> None:
+        super().__init__()
+        self.norm1 = FrameGroupNorm(groups, cin)
+        self.conv1 = CausalConv3d(cin, cout)
+        self.norm2 = FrameGroupNorm(groups, cout)
+        self.conv2 = CausalConv3d(cout, cout)
+        self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)), cache)
+        h = self.conv2(F.silu(self.norm2(h)), cache)
+        return self.skip(x) + h
+
+
+class Downsample(nn.Module):
+    """Strided causal conv: time stride 2 keeps the first frame alone (1 + 2k frames -> 1 + k)."""
+
+    def __init__(self, channels: int, time_stride: int, space_stride: int) -> None:
+        super().__init__()
+        self.conv = CausalConv3d(channels, channels, 3, stride=(time_stride, space_stride, space_stride))
+
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        return self.conv(x, cache)
+
+
+class Upsample(nn.Module):
+    """Causal conv to `st * ss * ss` times `cout` channels, then depth-to-time and depth-to-space; drops
+    the first `st - 1` frames of a stream so 1 + k frames become 1 + k * st."""
+
+    def __init__(self, cin: int, cout: int, time_stride: int, space_stride: int) -> None:
+        super().__init__()
+        self.st, self.ss = time_stride, space_stride
+        r = time_stride * space_stride * space_stride
+        self.conv = CausalConv3d(cin, cout * r, 3)
+        # start as nearest-neighbour up-sampling: every sub-position gets the same filter
+        with torch.no_grad():
+            w, b = self.conv.conv.weight, self.conv.conv.bias
+            w.copy_(w[::r].repeat_interleave(r, dim=0))
+            b.copy_(b[::r].repeat_interleave(r, dim=0))
+
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        y = self.conv(x, cache)
+        b, c, t, h, w = y.shape
+        st, ss = self.st, self.ss
+        c //= st * ss * ss
+        y = y.reshape(b, c, st, ss, ss, t, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
+        y = y.reshape(b, c, t * st, h * ss, w * ss)
+        first = cache is None or self not in cache
+        if cache is not None:
+            cache[self] = True
+        return y[:, :, st - 1 :] if first and st > 1 else y
+
+
+class Encoder(nn.Module):
+    """`[B, 3, 1 + k*tf, H, W]` -> `[B, K, 1 + k, H/sf, W/sf]` latents."""
+
+    def __init__(self, cfg: VideoTokenizerConfig) -> None:
+        super().__init__()
+        chans = [cfg.channels * m for m in cfg.channel_mult]
+        strides = cfg.stage_strides()
+        self.conv_in = CausalConv3d(3, chans[0])
+        self.blocks = nn.ModuleList()
+        cin = chans[0]
+        for i, ch in enumerate(chans):
+            for _ in range(cfg.num_res_blocks):
+                self.blocks.append(ResBlock(cin, ch, cfg.norm_groups))
+                cin = ch
+            if i < len(strides):
+                self.blocks.append(Downsample(ch, *strides[i]))
+        for _ in range(cfg.num_res_blocks):
+            self.blocks.append(ResBlock(cin, cin, cfg.norm_groups))
+        self.norm_out = FrameGroupNorm(cfg.norm_groups, cin)
+        self.conv_out = CausalConv3d(cin, cfg.bits, 1)
+
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        h = self.conv_in(x, cache)
+        for block in self.blocks:
+            h = block(h, cache)
+        return self.conv_out(F.silu(self.norm_out(h)), cache)
+
+
+class Decoder(nn.Module):
+    """Mirror of the encoder: `[B, K, 1 + k, h, w]` codes -> `[B, 3, 1 + k*tf, h*sf, w*sf]` (unclamped)."""
+
+    def __init__(self, cfg: VideoTokenizerConfig) -> None:
+        super().__init__()
+        chans = [cfg.channels * m for m in cfg.channel_mult]
+        strides = cfg.stage_strides()
+        cin = chans[-1]
+        self.conv_in = CausalConv3d(cfg.bits, cin)
+        self.blocks = nn.ModuleList(ResBlock(cin, cin, cfg.norm_groups) for _ in range(cfg.num_res_blocks))
+        for i in reversed(range(len(chans))):
+            self.blocks.extend(ResBlock(cin, cin, cfg.norm_groups) for _ in range(cfg.num_res_blocks))
+            if i > 0:
+                self.blocks.append(Upsample(cin, chans[i - 1], *strides[i - 1]))
+                cin = chans[i - 1]
+        self.norm_out = FrameGroupNorm(cfg.norm_groups, cin)
+        self.conv_out = CausalConv3d(cin, 3)
+
+    def forward(self, q: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        h = self.conv_in(q, cache)
+        for block in self.blocks:
+            h = block(h, cache)
+        return self.conv_out(F.silu(self.norm_out(h)), cache)
+
+
+def _frame_bounds(total: int, first: int, step: int) -> Iterator[tuple[int, int]]:
+    start, stop = 0, min(first, total)
+    while start < total:
+        yield start, stop
+        start, stop = stop, min(stop + step, total)
+
+
+class VideoTokenizer(nn.Module):
+    """Causal 3D CNN encoder, LFQ, and decoder. `forward` is for training; the rest is the Python API."""
+
+    def __init__(self, config: VideoTokenizerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.quantizer = LFQ(config.lfq_config())
+        self.decoder = Decoder(config)
+
+    # --- shapes ---------------------------------------------------------------------------------
+
+    def check_input(self, frames: int, height: int, width: int) -> None:
+        """Raise VideoShapeError, saying what fits, unless a `frames x height x width` clip encodes."""
+        tf, sf = self.config.temporal_factor, self.config.spatial_factor
+        if frames < 1:
+            raise VideoShapeError(f"a clip needs at least 1 frame, got {frames}")
+        if (frames - 1) % tf:
+            lo = 1 + (frames - 1) // tf * tf
+            raise VideoShapeError(
+                f"{frames} frames do not fit 1 + k*{tf} (the first frame alone, then groups of {tf}); "
+                f"use {lo} or {lo + tf}"
+            )
+        for name, side in (("height", height), ("width", width)):
+            if side < sf or side % sf:
+                lo = max(side // sf * sf, sf)
+                fits = f"{lo}" if lo >= side else f"{lo} or {lo + sf}"
+                raise VideoShapeError(
+                    f"{name} {side} is not a multiple of the spatial factor {sf}; use {fits}"
+                )
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """(t, h, w) of the ids of a `frames x height x width` clip."""
+        self.check_input(frames, height, width)
+        tf, sf = self.config.temporal_factor, self.config.spatial_factor
+        return 1 + (frames - 1) // tf, height // sf, width // sf
+
+    def _check_video(self, x: torch.Tensor) -> None:
+        if x.ndim != 5 or x.shape[1] != 3:
+            raise VideoShapeError(f"expected a [B, 3, T, H, W] clip, got shape {tuple(x.shape)}")
+        self.check_input(*x.shape[2:])
+
+    def _check_ids(self, ids: torch.Tensor) -> None:
+        if ids.ndim != 4:
+            raise VideoShapeError(f"expected ids of shape [B, t, h, w], got {tuple(ids.shape)}")
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+            raise VideoShapeError(f"ids must be integers, got {ids.dtype}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.codebook_size):
+            raise VideoShapeError(
+                f"video ids must be in [0, {self.config.codebook_size}) for {self.config.bits} bits, "
+                f"got [{int(ids.min())}, {int(ids.max())}]"
+            )
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The decoder's last weight, where the adversarial loss's adaptive weight is measured."""
+        return self.decoder.conv_out.conv.weight
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --- training -------------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, LFQOutput]:
+        """Reconstruct `[B, 3, T, H, W]` clips in [-1, 1]; the reconstruction is unclamped (for the
+        losses) and the quantizer output carries ids, LFQ losses and usage."""
+        self._check_video(x)
+        quant = self.quantizer(self.encoder(x))
+        return self.decoder(quant.quantized), quant
+
+    # --- encode / decode ------------------------------------------------------------------------
+
+    def _encode_stream(self, chunks: Iterable[torch.Tensor]) -> torch.Tensor:
+        cache: Cache = {}
+        ids = [self.quantizer.codes_to_ids(self.encoder(chunk, cache)) for chunk in chunks]
+        return torch.cat(ids, dim=1)
+
+    def _chunking(self, chunk_frames: int | None, total: int) -> tuple[int, int]:
+        """(first, step) frame counts of chunks: the first frame plus `step`, then `step` each."""
+        tf = self.config.temporal_factor
+        if chunk_frames is None:
+            return total, total
+        if chunk_frames < tf:
+            raise VideoShapeError(
+                f"chunk_frames must be at least the temporal factor {tf}, got {chunk_frames}"
+            )
+        step = chunk_frames // tf * tf
+        return 1 + step, step
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
+        """Ids `[B, t, h, w]` (int64) of `[B, 3, T, H, W]` clips in [-1, 1].
+
+        `chunk_frames` bounds memory: the clip goes through the encoder the first frame plus
+        `chunk_frames` (rounded down to a multiple of the temporal factor) at a time, carrying the causal
+        convolutions' past, and the ids equal those of the whole clip."""
+        self._check_video(x)
+        first, step = self._chunking(chunk_frames, x.shape[2])
+        return self._encode_stream(x[:, :, a:b] for a, b in _frame_bounds(x.shape[2], first, step))
+
+    @torch.no_grad()
+    def decode_codes(self, codes: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
+        """`[B, K, t, h, w]` codes -> clips `[B, 3, T, H, W]` clamped to [-1, 1], in chunks of about
+        `chunk_frames` output frames when given (same result as one pass)."""
+        t = codes.shape[2]
+        first, step = self._chunking(chunk_frames, t)
+        if chunk_frames is not None:  # the same chunks in latent frames
+            step //= self.config.temporal_factor
+            first = 1 + step
+        cache: Cache = {}
+        out = [self.decoder(codes[:, :, a:b], cache) for a, b in _frame_bounds(t, first, step)]
+        return torch.cat(out, dim=2).clamp_(-1, 1)
+
+    @torch.no_grad()
+    def decode_ids(self, ids: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
+        """Ids `[B, t, h, w]` -> clips `[B, 3, 1 + (t-1)*tf, h*sf, w*sf]` in [-1, 1]."""
+        self._check_ids(ids)
+        dtype = next(self.decoder.parameters()).dtype
+        return self.decode_codes(self.quantizer.ids_to_codes(ids.to(self.device), dtype=dtype), chunk_frames)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @torch.no_grad()
+    def encode_frames(
+        self, frames: torch.Tensor | np.ndarray, chunk_frames: int | None = None
+    ) -> torch.Tensor:
+        """uint8 RGB frames `[B, T, H, W, 3]` or `[T, H, W, 3]` -> int64 ids `[B, t, h, w]` or `[t, h, w]`
+        (on the CPU). Frames are converted to [-1, 1] one chunk at a time, so long videos stay bounded."""
+        frames = torch.from_numpy(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+        single = frames.ndim == 4
+        if single:
+            frames = frames[None]
+        if frames.ndim != 5 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+            raise VideoShapeError(
+                f"expected uint8 RGB frames [B, T, H, W, 3] or [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}"
+            )
+        total = frames.shape[1]
+        self.check_input(total, frames.shape[2], frames.shape[3])
+        first, step = self._chunking(chunk_frames, total)
+        dtype = next(self.encoder.parameters()).dtype
+        chunks = (
+            (frames[:, a:b].to(self.device).permute(0, 4, 1, 2, 3).to(dtype) / 127.5 - 1)
+            for a, b in _frame_bounds(total, first, step)
+        )
+        ids = self._encode_stream(chunks).cpu()
+        return ids[0] if single else ids
+
+    @torch.no_grad()
+    def decode_to_frames(
+        self, ids: torch.Tensor | np.ndarray, chunk_frames: int | None = None
+    ) -> torch.Tensor:
+        """Ids `[B, t, h, w]` or `[t, h, w]` -> uint8 RGB frames `[B, T, H, W, 3]` or `[T, H, W, 3]` (CPU)."""
+        ids = torch.from_numpy(np.ascontiguousarray(ids)) if isinstance(ids, np.ndarray) else ids
+        single = ids.ndim == 3
+        video = self.decode_ids(ids[None] if single else ids, chunk_frames)
+        frames = ((video.float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+        frames = frames.permute(0, 2, 3, 4, 1).cpu()
+        return frames[0] if single else frames
