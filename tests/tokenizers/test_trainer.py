@@ -118,3 +118,26 @@ def test_crash_while_saving_keeps_latest_valid(tmp_path: Path, monkeypatch: pyte
     resumed = ToySolver()
     train_tokenizer(resumed, config(steps=6), tmp_path, resume=True)
     assert min(resumed.losses) == 3
+
+
+def test_tokenizer_folder_round_trip_and_errors(tmp_path: Path) -> None:
+    from videopoet.tokenizers.checkpoint import CheckpointError, load_tokenizer, save_tokenizer
+    from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
+
+    model = VideoTokenizer(VideoTokenizerConfig.preset("tiny")).eval()
+    save_tokenizer(tmp_path / "video", model, "video")
+    loaded = load_tokenizer(tmp_path / "video", "video")
+    frames = torch.randint(0, 256, (5, 64, 64, 3), dtype=torch.uint8)
+    assert torch.equal(model.encode_frames(frames), loaded.encode_frames(frames))
+    with pytest.raises(CheckpointError, match="not a 'audio' one"):
+        load_tokenizer(tmp_path / "video", "audio")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_tokenizer(tmp_path / "nothing", "video")
+    other = VideoTokenizer(VideoTokenizerConfig.preset("tiny", channels=8)).eval()
+    save_tokenizer(tmp_path / "other", other, "video")
+    (tmp_path / "other" / "model.safetensors").replace(tmp_path / "video" / "model.safetensors")
+    with pytest.raises(CheckpointError, match="do not fit this model's config"):
+        load_tokenizer(tmp_path / "video", "video")
+    (tmp_path / "video" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_tokenizer(tmp_path / "video", "video")
