@@ -228,3 +228,24 @@ def test_group_by_length_beats_random_batching() -> None:
     random_batches = [order[i : i + 8] for i in range(0, 256, 8)]
     grouped_pad, random_pad = padding_ratio(lengths, grouped), padding_ratio(lengths, random_batches)
     assert grouped_pad < 0.25 * random_pad, (grouped_pad, random_pad)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_generation_layout_matches_training_sequence(task: str) -> None:
+    import torch
+
+    rng = np.random.default_rng(3)
+    rec = record(rng)
+    builder = TaskBuilder(VOCAB, TaskConfig())
+    seq = builder.build(rec, task, PREFIX, np.random.default_rng(4))
+    layout = builder.output_layout(task, tuple(rec["video_shape"]), tuple(rec["audio_shape"]))
+    content = np.concatenate([seq.input_ids[a:b] for a, b in seq.output_spans])
+    assert layout.content_length == len(content)
+    assert layout.full_ids(torch.from_numpy(content)[None])[0].tolist() == seq.input_ids[seq.prefix_len :].tolist()
+    lo, hi = layout.ranges()
+    assert ((torch.from_numpy(content) >= lo) & (torch.from_numpy(content) < hi)).all()
+    if task not in ("video_inpainting", "video_outpainting"):  # their input mask is random
+        video = VOCAB.video_to_global(np.asarray(rec["video_ids"]).reshape(rec["video_shape"]))
+        audio = VOCAB.audio_to_global(np.asarray(rec["audio_ids"]).reshape(rec["audio_shape"])).reshape(-1)
+        prefix = builder.prefix(task, 32, 32, rec["text_ids"], video, audio)
+        assert prefix == seq.input_ids[: seq.prefix_len].tolist()

@@ -235,44 +235,29 @@ class TaskBuilder:
             audio = np.asarray(record["audio_ids"], dtype=np.int64).reshape(info.audio_shape)
             gaudio = v.audio_to_global(audio).reshape(-1)  # level after level, coarse to fine
 
-        prefix = [tok["<bos>"], v.task_id(task)]
-        if info.height and info.width:
-            prefix += v.resolution_ids(info.height, info.width)
+        text = None
         if task in _TEXT_TASKS:
             text = [] if drop_caption else list(record["text_ids"])[: self.config.max_text_tokens]
-            prefix += [tok["<bot_i>"], *v.text_to_global(text), tok["<eot_i>"]]
+        video_in = self._mask_region(gvideo, task, rng) if task in ("video_inpainting", "video_outpainting") else gvideo
+        prefix = self.prefix(task, info.height, info.width, text, video_in, gaudio)
         k = self.config.continuation_frames
-        if task == "image_to_video":
-            prefix += [tok["<bov_i>"], *gvideo[:1].reshape(-1), tok["<eov_i>"]]
-        elif task == "video_continuation":
-            prefix += [tok["<bov_i>"], *gvideo[:k].reshape(-1), tok["<eov_i>"]]
-        elif task in ("video_inpainting", "video_outpainting"):
-            masked = self._mask_region(gvideo, task, rng)
-            prefix += [tok["<bov_i>"], *masked.reshape(-1), tok["<eov_i>"]]
-        elif task == "video_to_audio":
-            prefix += [tok["<bov_i>"], *gvideo.reshape(-1), tok["<eov_i>"]]
-        elif task == "audio_to_video":
-            prefix += [tok["<boa_i>"], *gaudio, tok["<eoa_i>"]]
-
-        if task == "text_to_image":
-            blocks = [("<bov_o>", gvideo[:1].reshape(-1), "<eov_o>")]
-        elif task == "video_to_audio":
-            blocks = [("<boa_o>", gaudio, "<eoa_o>")]
-        elif task == "video_continuation":
-            blocks = [("<bov_o>", gvideo[k:].reshape(-1), "<eov_o>")]
-        elif task == "text_to_video_audio":
-            blocks = [("<bov_o>", gvideo.reshape(-1), "<eov_o>"), ("<boa_o>", gaudio, "<eoa_o>")]
-        else:
-            blocks = [("<bov_o>", gvideo.reshape(-1), "<eov_o>")]
+        outputs = {
+            "text_to_image": [gvideo[:1].reshape(-1)],
+            "video_to_audio": [gaudio],
+            "video_continuation": [gvideo[k:].reshape(-1)],
+            "text_to_video_audio": [gvideo.reshape(-1), gaudio],
+        }.get(task, [gvideo.reshape(-1)])
+        markers = self._output_markers(task)
+        blocks = [(o, content, c) for (o, c), content in zip(markers, outputs)]
 
         ids = list(prefix)
         prefix_len = len(ids)
         spans = []
-        for open_name, content, close_name in blocks:
-            ids.append(tok[open_name])
+        for open_id, content, close_id in blocks:
+            ids.append(open_id)
             spans.append((len(ids), len(ids) + len(content)))
             ids.extend(int(x) for x in content)
-            ids.append(tok[close_name])
+            ids.append(close_id)
         ids.append(tok["<eos>"])
         input_ids = np.asarray(ids, dtype=np.int64)
         labels = np.full_like(input_ids, IGNORE_INDEX)
@@ -288,6 +273,72 @@ class TaskBuilder:
         else:
             raise ValueError(f"unknown mode {mode}")
         return TaskSequence(input_ids, labels, prefix_len, spans, mode, task)
+
+    def prefix(
+        self,
+        task: str,
+        height: int,
+        width: int,
+        text: list[int] | None = None,
+        video: np.ndarray | None = None,
+        audio: np.ndarray | None = None,
+    ) -> list[int]:
+        """Global ids before the output's opening marker, for training and for generation.
+
+        `text`: local text ids (the task's text block; [] for the unconditional prefix of CFG);
+        `video`: global video ids `[t, h, w]`, of which the task takes what it conditions on (the first
+        frame, the first latent frames, or all of it, already masked for in/outpainting);
+        `audio`: global audio ids, level after level. height/width 0: no resolution tokens."""
+        v, tok = self.vocab, self.t
+        ids = [tok["<bos>"], v.task_id(task)]
+        if height and width:
+            ids += v.resolution_ids(height, width)
+        if task in _TEXT_TASKS:
+            ids += [tok["<bot_i>"], *v.text_to_global(list(text or [])), tok["<eot_i>"]]
+        k = self.config.continuation_frames
+        if task == "image_to_video":
+            ids += [tok["<bov_i>"], *video[:1].reshape(-1), tok["<eov_i>"]]
+        elif task == "video_continuation":
+            ids += [tok["<bov_i>"], *video[:k].reshape(-1), tok["<eov_i>"]]
+        elif task in ("video_inpainting", "video_outpainting", "video_to_audio"):
+            ids += [tok["<bov_i>"], *video.reshape(-1), tok["<eov_i>"]]
+        elif task == "audio_to_video":
+            ids += [tok["<boa_i>"], *audio, tok["<eoa_i>"]]
+        return [int(i) for i in ids]
+
+    def _output_markers(self, task: str) -> list[tuple[int, int]]:
+        tok = self.t
+        video, audio = (tok["<bov_o>"], tok["<eov_o>"]), (tok["<boa_o>"], tok["<eoa_o>"])
+        return {"video_to_audio": [audio], "text_to_video_audio": [video, audio]}.get(task, [video])
+
+    def output_layout(self, task: str, video_shape: tuple[int, int, int], audio_shape: tuple[int, int] = (0, 0)) -> Any:
+        """What a sampler must produce for `task` (`llm.sampling.OutputLayout`): each output block's
+        markers and the id range of every position (video codes; audio codes of each RVQ level in turn)."""
+        import torch
+
+        from videopoet.llm.sampling import OutputBlock, OutputLayout
+
+        t, h, w = video_shape
+        levels, frames = audio_shape
+        v = self.vocab
+
+        def video_ranges(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.full((n,), v.video_range.start), torch.full((n,), v.video_range.stop)
+
+        def audio_ranges() -> tuple[torch.Tensor, torch.Tensor]:
+            ranges = [v.audio_range(level) for level in range(levels)]
+            return (torch.tensor([r.start for r in ranges]).repeat_interleave(frames),
+                    torch.tensor([r.stop for r in ranges]).repeat_interleave(frames))
+
+        k = self.config.continuation_frames
+        contents = {
+            "text_to_image": [video_ranges(h * w)],
+            "video_to_audio": [audio_ranges()],
+            "video_continuation": [video_ranges((t - k) * h * w)],
+            "text_to_video_audio": [video_ranges(t * h * w), audio_ranges()],
+        }.get(task, [video_ranges(t * h * w)])
+        blocks = [OutputBlock(o, c, lo, hi) for (o, c), (lo, hi) in zip(self._output_markers(task), contents)]
+        return OutputLayout(blocks, self.t["<eos>"])
 
     def _mask_region(self, gvideo: np.ndarray, task: str, rng: np.random.Generator) -> np.ndarray:
         t, h, w = gvideo.shape
