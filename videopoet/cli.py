@@ -106,6 +106,15 @@ def _data_ingest(args: argparse.Namespace) -> None:
         print(f"  skipped {item['file']}: {item['reason']}")
 
 
+def _tokenize(args: argparse.Namespace) -> None:
+    from videopoet.data.pretokenize import pretokenize
+
+    report = pretokenize(args.data, args.out, args.video_tokenizer, args.text_tokenizer, args.audio_tokenizer,
+                         batch_size=args.batch_size, num_workers=args.num_workers, shard=args.shard)
+    merged = f"; merged into {Path(args.out) / 'records'}" if report["merged"] else "; waiting for the other shards"
+    print(f"{report['shard']}: {report['clips']} clips ({report['tokenized_now']} now, {report['clips_per_s']:.2f} clips/s){merged}")
+
+
 def _eval_shapes(args: argparse.Namespace) -> None:
     from videopoet.eval.shapes import evaluate, format_report
 
@@ -207,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--media-column", dest="media_column", help="dataset column of media paths (default: auto)")
     p.add_argument("--caption-column", dest="caption_column", help="dataset column of captions (default: auto)")
     _add_config_options(p)
+
+    p = _command(top, "tokenize", "turn a clip index into token records for LLM training", _tokenize)
+    p.add_argument("--data", required=True, type=Path, help="clip index folder (videopoet data ingest --out)")
+    p.add_argument("--video-tokenizer", required=True, type=Path, help="video tokenizer folder")
+    p.add_argument("--text-tokenizer", required=True, type=Path, help="text tokenizer folder")
+    p.add_argument("--audio-tokenizer", type=Path, help="audio tokenizer folder (without it, records have no audio)")
+    p.add_argument("--out", required=True, type=Path, help="token records folder")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per tokenizer batch")
+    p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers decoding clips")
+    p.add_argument("--shard", help="I/N: this process takes clips I, I+N, ... (default: RANK/WORLD_SIZE or 0/1)")
 
     evaluate = _group(top, "eval", "score generated or reconstructed media")
     p = _command(evaluate, "shapes", "read color, shape, direction and pitch of shapes clips", _eval_shapes)
