@@ -115,6 +115,22 @@ def _tokenize(args: argparse.Namespace) -> None:
     print(f"{report['shard']}: {report['clips']} clips ({report['tokenized_now']} now, {report['clips_per_s']:.2f} clips/s){merged}")
 
 
+def _generate(args: argparse.Namespace) -> None:
+    from videopoet.llm.generate import GenerateRequest, Generator
+    from videopoet.llm.sampling import SamplingConfig
+
+    try:
+        sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, cfg_scale=args.cfg,
+                                  steps=args.steps, seed=args.seed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    request = GenerateRequest(task=args.task, prompt=args.prompt or "", image=args.image, video=args.video, audio=args.audio,
+                              sampler=args.sampler, sampling=sampling, num_samples=args.num_samples, fps=args.fps,
+                              box=tuple(args.box) if args.box else None)
+    for sidecar in Generator(args.model).generate(request, args.out):
+        print(f"{Path(args.out) / sidecar['file']}  ({sidecar['timings']['sample_s']:.2f} s sampling)")
+
+
 def _eval_shapes(args: argparse.Namespace) -> None:
     from videopoet.eval.shapes import evaluate, format_report
 
@@ -226,6 +242,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="clips per tokenizer batch")
     p.add_argument("--num-workers", type=int, default=1, help="DataLoader workers decoding clips")
     p.add_argument("--shard", help="I/N: this process takes clips I, I+N, ... (default: RANK/WORLD_SIZE or 0/1)")
+
+    p = _command(top, "generate", "sample videos, images or sound from an exported model", _generate)
+    p.add_argument("--model", required=True, type=Path, help="model folder written by `videopoet export`")
+    p.add_argument("--task", required=True, help="text_to_video, text_to_image, text_to_video_audio, image_to_video, video_continuation, "
+                   "video_inpainting, video_outpainting, video_to_audio, audio_to_video, unconditional_video")
+    p.add_argument("--prompt", help="the text prompt (text tasks)")
+    p.add_argument("--image", help="input image (image_to_video)")
+    p.add_argument("--video", help="input video (continuation, inpainting, outpainting, video_to_audio)")
+    p.add_argument("--audio", help="input sound (audio_to_video)")
+    p.add_argument("--box", type=float, nargs=4, metavar=("TOP", "LEFT", "H", "W"), help="inpainting box as shares of the frame")
+    p.add_argument("--sampler", choices=["ar", "maskgit"], default="maskgit")
+    p.add_argument("--steps", type=int, default=16, help="MaskGIT steps")
+    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1: off)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", dest="top_k", type=int, default=0)
+    p.add_argument("--top-p", dest="top_p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-samples", dest="num_samples", type=int, default=1)
+    p.add_argument("--fps", type=float, default=8.0, help="frame rate of the clips the model was trained on")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
 
     evaluate = _group(top, "eval", "score generated or reconstructed media")
     p = _command(evaluate, "shapes", "read color, shape, direction and pitch of shapes clips", _eval_shapes)

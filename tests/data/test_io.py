@@ -415,3 +415,11 @@ def test_write_audio_round_trip(tmp_path, ext):
 def test_write_audio_rejects_other_extensions(tmp_path):
     with pytest.raises(io.MediaError, match=r"unsupported audio extension '\.mp3'"):
         io.write_audio(tmp_path / "tone.mp3", np.zeros(100, np.float32), 16000)
+
+
+def test_write_image_round_trip(tmp_path) -> None:
+    frame = (np.random.default_rng(0).random((24, 40, 3)) * 255).astype(np.uint8)
+    io.write_image(tmp_path / "a.png", frame)
+    assert np.array_equal(io.read_image(tmp_path / "a.png")[0], frame)
+    with pytest.raises(ValueError, match="uint8"):
+        io.write_image(tmp_path / "b.png", frame.astype(np.float32))

@@ -544,6 +544,24 @@ def write_video(
             container.mux(astream.encode(None))
 
 
+def write_image(path: str | os.PathLike, frame: np.ndarray) -> None:
+    """Write one uint8 RGB frame `[H, W, 3]` (or a 1-frame clip `[1, H, W, 3]`) as PNG."""
+    frame = np.asarray(frame)
+    if frame.ndim == 4 and frame.shape[0] == 1:
+        frame = frame[0]
+    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"write_image expects uint8 [H, W, 3], got {frame.dtype} {frame.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "rgb24"
+        for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
 def write_audio(path: PathLike, wav: np.ndarray, sample_rate: int) -> None:
     """Write a float32 mono waveform in [-1, 1] as 16-bit WAV or FLAC, chosen by the file extension."""
     ext = Path(path).suffix.lower()

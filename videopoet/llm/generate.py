@@ -1,0 +1,228 @@
+"""Prompt (+ image / video / audio) -> tokens -> media files: `videopoet generate`.
+
+Reads an exported model folder (`videopoet export`): the Hugging Face weights, `vocab.json`, and
+`videopoet.json` (task config and the tokenizer folders the training records were made with). Builds the
+task's prefix exactly as training did (`data/tasks.py`), samples the output with the AR or MaskGIT sampler,
+decodes it with the media tokenizers, and writes MP4 (H.264, plus AAC when there is sound), PNG (a
+text-to-image sample) or WAV (video-to-audio), each with a JSON sidecar of the same name.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from videopoet.config import from_dict
+from videopoet.data import io
+from videopoet.data.tasks import TaskBuilder, TaskConfig
+from videopoet.errors import UserError
+from videopoet.llm.sampling import SamplingConfig, sample_autoregressive, sample_maskgit
+from videopoet.vocab import TASKS, SharedVocab
+
+TEXT_TASKS = ("text_to_video", "text_to_image", "text_to_video_audio")
+VIDEO_INPUT_TASKS = ("image_to_video", "video_continuation", "video_inpainting", "video_outpainting", "video_to_audio")
+
+
+class GenerateError(UserError):
+    """A model folder, task or input generation cannot work with."""
+
+
+@dataclass
+class GenerateRequest:
+    task: str
+    prompt: str = ""
+    image: str | None = None
+    video: str | None = None
+    audio: str | None = None
+    sampler: str = "maskgit"  # "ar" or "maskgit"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    num_samples: int = 1
+    fps: float = 8.0
+    box: tuple[float, float, float, float] | None = None  # inpainting box (top, left, height, width) as shares of the frame
+
+
+class Generator:
+    """An exported model with its tokenizers, ready to sample."""
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu") -> None:
+        from transformers import LlamaForCausalLM
+
+        from videopoet.data.pretokenize import load_tokenizers
+
+        model_dir = Path(model_dir)
+        if not (model_dir / "vocab.json").is_file():
+            raise GenerateError(f"{model_dir} has no vocab.json: not a model folder written by `videopoet export`")
+        meta_file = model_dir / "videopoet.json"
+        if not meta_file.is_file():
+            raise GenerateError(f"{model_dir} has no videopoet.json: not a model folder written by `videopoet export`")
+        self.meta = json.loads(meta_file.read_text())
+        self.vocab = SharedVocab.load(model_dir / "vocab.json")
+        tokenizers = self.meta.get("tokenizers") or {}
+        if not tokenizers.get("video") or not tokenizers.get("text"):
+            raise GenerateError(f"{meta_file} names no tokenizer folders (export a run trained on `videopoet tokenize` records)")
+        self.video_tok, self.audio_tok, self.text_tok, vocab = load_tokenizers(tokenizers["video"], tokenizers["text"], tokenizers.get("audio"), device)
+        vocab.check_same(self.vocab, what="tokenizers'")
+        self.model = LlamaForCausalLM.from_pretrained(model_dir).to(device).eval()
+        self.tasks = from_dict(TaskConfig, self.meta.get("tasks") or {})
+        self.builder = TaskBuilder(self.vocab, self.tasks)
+        c = self.video_tok.config
+        self.frames, self.height, self.width = c.frames, c.height, c.width
+        self.latent = self.video_tok.latent_shape(self.frames, self.height, self.width)
+
+    # ---- inputs ----------------------------------------------------------------------------------------
+    def _audio_shape(self, fps: float) -> tuple[int, int]:
+        if self.audio_tok is None:
+            return (0, 0)
+        samples = round(self.frames / fps * self.audio_tok.sample_rate)
+        return (self.audio_tok.config.levels, self.audio_tok.frames_for(samples))
+
+    def _check_size(self, frames: np.ndarray, what: str) -> None:
+        if frames.shape[1:3] != (self.height, self.width):
+            raise GenerateError(
+                f"the {what} is {frames.shape[2]}x{frames.shape[1]} but the model makes {self.width}x{self.height} clips; "
+                "resize or crop it first"
+            )
+
+    def _video_input(self, request: GenerateRequest) -> np.ndarray:
+        if request.task == "image_to_video":
+            if request.image is None:
+                raise GenerateError("image_to_video needs --image")
+            frames = io.read_image(request.image)
+            self._check_size(frames, "image")
+        else:
+            if request.video is None:
+                raise GenerateError(f"{request.task} needs --video")
+            frames = io.read_clip(request.video, 0.0, self.frames, request.fps, pad=False)
+            self._check_size(frames, "video")
+        ids = self.video_tok.encode_frames(frames).numpy()
+        gvideo = self.vocab.video_to_global(ids)
+        if request.task in ("video_inpainting", "video_outpainting"):
+            gvideo = self._mask(gvideo, request)
+        return gvideo
+
+    def _mask(self, gvideo: np.ndarray, request: GenerateRequest) -> np.ndarray:
+        t, h, w = gvideo.shape
+        mask_id = self.vocab.token_id("<mask>")
+        out = gvideo.copy()
+        if request.task == "video_inpainting":
+            top, left, bh, bw = request.box or (0.25, 0.25, 0.5, 0.5)
+            y0, x0 = round(top * h), round(left * w)
+            y1, x1 = max(y0 + 1, round((top + bh) * h)), max(x0 + 1, round((left + bw) * w))
+            out[:, y0:y1, x0:x1] = mask_id
+        else:
+            keep = self.tasks.outpaint_keep
+            kh, kw = max(1, round(h * keep)), max(1, round(w * keep))
+            y, x = (h - kh) // 2, (w - kw) // 2
+            inner = out[:, y : y + kh, x : x + kw].copy()
+            out[:] = mask_id
+            out[:, y : y + kh, x : x + kw] = inner
+        return out
+
+    def _audio_input(self, request: GenerateRequest) -> np.ndarray:
+        if request.audio is None:
+            raise GenerateError("audio_to_video needs --audio")
+        if self.audio_tok is None:
+            raise GenerateError("this model was trained without an audio tokenizer")
+        wav = io.read_audio(request.audio, 0.0, self.frames / request.fps, self.audio_tok.sample_rate, pad=True)
+        codes = self.audio_tok.encode_waveforms(wav[None])[0]
+        return self.vocab.audio_to_global(codes).reshape(-1)
+
+    def prefixes(self, request: GenerateRequest) -> tuple[list[int], list[int] | None]:
+        """The conditional prefix and, for text tasks with guidance, the unconditional one."""
+        task = request.task
+        text = None
+        if task in TEXT_TASKS:
+            text = self.text_tok.encode(request.prompt, max_length=10**9)
+            if len(text) > self.tasks.max_text_tokens:
+                raise GenerateError(f"the prompt is {len(text)} text tokens; the model's text budget is {self.tasks.max_text_tokens}")
+        video = self._video_input(request) if task in VIDEO_INPUT_TASKS else None
+        audio = self._audio_input(request) if task == "audio_to_video" else None
+        cond = self.builder.prefix(task, self.height, self.width, text, video, audio)
+        uncond = None
+        if task in TEXT_TASKS and request.sampling.cfg_scale != 1.0:
+            uncond = self.builder.prefix(task, self.height, self.width, [], video, audio)
+        return cond, uncond
+
+    # ---- sampling and decoding -------------------------------------------------------------------------
+    def generate(self, request: GenerateRequest, out_dir: str | Path) -> list[dict[str, Any]]:
+        """Sample `num_samples` outputs and write them with JSON sidecars; returns the sidecars."""
+        if request.task not in TASKS:
+            raise GenerateError(f"unknown task {request.task!r}; tasks are: {', '.join(TASKS)}")
+        if self.tasks.mixture.get(request.task, 0) <= 0:
+            raise GenerateError(f"this model was not trained on {request.task} (its task mixture gives it no weight)")
+        if request.task in ("text_to_video_audio", "video_to_audio") and self.audio_tok is None:
+            raise GenerateError(f"{request.task} needs an audio tokenizer, and this model has none")
+        if request.sampler not in ("ar", "maskgit"):
+            raise GenerateError(f"--sampler must be ar or maskgit, got {request.sampler!r}")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        audio_shape = self._audio_shape(request.fps)
+        layout = self.builder.output_layout(request.task, self.latent, audio_shape)
+        cond, uncond = self.prefixes(request)
+        pad, mask = self.vocab.token_id("<pad>"), self.vocab.token_id("<mask>")
+        results = []
+        for i in range(request.num_samples):
+            sampling = SamplingConfig(**{**asdict(request.sampling), "seed": request.sampling.seed + i})
+            started = time.perf_counter()
+            prefixes = [torch.tensor(cond)]
+            unconds = [torch.tensor(uncond)] if uncond is not None else None
+            if request.sampler == "ar":
+                content = sample_autoregressive(self.model, prefixes, layout, sampling, pad, unconds)
+            else:
+                content = sample_maskgit(self.model, prefixes, layout, sampling, pad, mask, unconds)
+            sample_s = time.perf_counter() - started
+            path = self._write(request, content[0], layout, out_dir / f"{request.task}_{request.sampler}_{i:03d}")
+            sidecar = {
+                "file": path.name,
+                "prompt": request.prompt,
+                "task": request.task,
+                "sampler": request.sampler,
+                "settings": asdict(sampling),
+                "seed": sampling.seed,
+                "inputs": {"image": request.image, "video": request.video, "audio": request.audio},
+                "timings": {"sample_s": sample_s, "decode_s": time.perf_counter() - started - sample_s},
+            }
+            path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+            results.append(sidecar)
+        return results
+
+    def _write(self, request: GenerateRequest, content: torch.Tensor, layout: Any, stem: Path) -> Path:
+        task, v = request.task, self.vocab
+        t, h, w = self.latent
+        parts, start = [], 0
+        for block in layout.blocks:
+            parts.append(content[start : start + len(block)].numpy())
+            start += len(block)
+        video_ids = audio = None
+        for part, block in zip(parts, layout.blocks):
+            if block.open_id == v.token_id("<bov_o>"):
+                video_ids = v.global_to_video(part)
+            else:
+                levels, frames = self._audio_shape(request.fps)
+                codes = v.global_to_audio(part.reshape(levels, frames))
+                audio = self.audio_tok.decode_to_waveforms(codes[None])[0]
+        if task == "video_continuation":
+            given = v.global_to_video(self._video_input(request)[: self.tasks.continuation_frames].reshape(-1))
+            video_ids = np.concatenate([given, video_ids])
+        if task == "video_to_audio":
+            path = stem.with_suffix(".wav")
+            io.write_audio(path, audio, self.audio_tok.sample_rate)
+            return path
+        latent_t = len(video_ids) // (h * w)
+        frames = self.video_tok.decode_to_frames(video_ids.reshape(latent_t, h, w)).numpy()
+        if task == "text_to_image":
+            path = stem.with_suffix(".png")
+            io.write_image(path, frames[0])
+            return path
+        path = stem.with_suffix(".mp4")
+        if audio is not None:
+            io.write_video(path, frames, request.fps, audio=audio, sample_rate=self.audio_tok.sample_rate)
+        else:
+            io.write_video(path, frames, request.fps)
+        return path
