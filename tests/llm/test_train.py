@@ -104,7 +104,11 @@ def test_stop_and_resume_reproduces_losses(stage_runs: dict[int, Path], token_re
 def test_resume_two_ranks_on_one(token_records: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = write_config(tmp_path / "c.yaml", token_records, out=str(run), steps=8)
-    torchrun(2, config, "llm_train.stop_at=4", port=29650)
+    # the first part through `videopoet train`, the wrapper around the deepspeed launcher
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    cli = subprocess.run([str(Path(sys.executable).with_name("videopoet")), "train", "--config", str(config), "--nproc", "2",
+                          "llm_train.stop_at=4"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-3000:]
     out = torchrun(1, config, port=29651)
     assert "saved on 2 ranks, running on 1" in out.stdout + out.stderr
     curve = losses(run)
