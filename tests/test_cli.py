@@ -105,3 +105,25 @@ def test_data_shapes_bad_values_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["data", "shapes", "--out", str(tmp_path / "x"), "--num-clips", "2", "--size", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("videopoet: error:") for line in err)
+
+
+def test_video_tokenizer_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    small = ["model.channels=8", "model.norm_groups=4", "model.frames=9", "model.height=32", "model.width=32",
+             "discriminator.channels=8", "discriminator.norm_groups=4", "train.batch_size=2", "train.num_workers=0", "val_clips=2"]
+    ckpt = tmp_path / "video"
+    assert main(["tokenizer", "train", "video", "--config", str(config), "--data", "shapes", "--out", str(ckpt), "--steps", "2", *small]) == 0
+    assert "trained the video tokenizer to step 2" in capsys.readouterr().out
+    assert main(["tokenizer", "train", "video", "--config", str(config), "--data", "shapes", "--out", str(ckpt), "--steps", "2", *small]) == 2
+    assert "--resume" in capsys.readouterr().err  # the folder holds a run: nothing is overwritten
+    assert main(["data", "shapes", "--out", str(tmp_path / "s"), "--num-clips", "1", "--size", "32", "--frames", "9"]) == 0
+    clip = str(tmp_path / "s" / "clips" / "clip_00000.mp4")
+    assert main(["tokenizer", "encode", "video", "--ckpt", str(ckpt), "--input", clip, "--out", str(tmp_path / "t.npz")]) == 0
+    assert main(["tokenizer", "decode", "video", "--ckpt", str(ckpt), "--tokens", str(tmp_path / "t.npz"), "--out", str(tmp_path / "r.mp4")]) == 0
+    assert (tmp_path / "r.mp4").is_file()
+    capsys.readouterr()
+    assert main(["tokenizer", "eval", "video", "--ckpt", str(ckpt), "--inputs", clip, "--frames", "9", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["mean"]["tokens_per_clip"] == 48 and "h264_psnr" in result["mean"]
+    assert main(["tokenizer", "encode", "video", "--ckpt", str(ckpt), "--input", clip, "--frames", "8", "--out", str(tmp_path / "u.npz")]) == 2
+    assert "1 + k*4" in capsys.readouterr().err

@@ -67,6 +67,58 @@ def _tokenizer_train_text(args: argparse.Namespace) -> None:
     print(f"trained a text tokenizer with {tokenizer.vocab_size} pieces in {args.out}")
 
 
+def _tokenizer_train_media(args: argparse.Namespace) -> None:
+    from videopoet.config import load_section
+
+    overrides = list(args.overrides)
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    config = load_section(f"{args.kind}_tokenizer", args.config, overrides)
+    if args.kind == "video":
+        from videopoet.tokenizers.video.train import train_video_tokenizer as train
+    else:
+        from videopoet.tokenizers.audio.train import train_audio_tokenizer as train
+    result = train(config, args.data, args.out, resume=args.resume)
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in (result.get("val") or {}).items())
+    print(f"trained the {args.kind} tokenizer to step {result.get('step')} in {args.out}" + (f": {metrics}" if metrics else ""))
+
+
+def _tokenizer_tools(kind: str):
+    if kind == "video":
+        from videopoet.tokenizers.video import tools
+    else:
+        from videopoet.tokenizers.audio import tools
+    return tools
+
+
+def _tokenizer_encode(args: argparse.Namespace) -> None:
+    tools = _tokenizer_tools(args.kind)
+    if args.kind == "video":
+        info = tools.encode_file(args.ckpt, args.input, args.out, start=args.start, frames=args.frames, size=args.size)
+    else:
+        info = tools.encode_file(args.ckpt, args.input, args.out, start=args.start, seconds=args.seconds)
+    print(f"wrote {args.out}: " + ", ".join(f"{k}={v}" for k, v in info.items() if isinstance(v, (int, float, str, list, tuple))))
+
+
+def _tokenizer_decode(args: argparse.Namespace) -> None:
+    _tokenizer_tools(args.kind).decode_file(args.ckpt, args.tokens, args.out)
+    print(f"wrote {args.out}")
+
+
+def _tokenizer_eval(args: argparse.Namespace) -> None:
+    tools = _tokenizer_tools(args.kind)
+    if args.kind == "video":
+        result = tools.evaluate_files(args.ckpt, args.inputs, frames=args.frames, size=args.size)
+    else:
+        result = tools.evaluate_files(args.ckpt, args.inputs)
+    if args.json:
+        _print_json(result)
+    else:
+        for k, v in (result.get("mean") or result).items():
+            if isinstance(v, (int, float)):
+                print(f"{k:<24} {v:.4g}")
+
+
 def _data_shapes(args: argparse.Namespace) -> None:
     from videopoet.config import load_section
     from videopoet.data.synthetic import write_shapes_dataset
@@ -208,6 +260,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", type=int, help="number of pieces (default from the config)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     _add_config_options(p)
+
+    for kind in ("video", "audio"):
+        p = _command(train, kind, f"train the {kind} tokenizer", _tokenizer_train_media)
+        p.set_defaults(kind=kind)
+        p.add_argument("--data", required=True, help="shapes, a folder of media files, or a clip index (videopoet data ingest)")
+        p.add_argument("--out", required=True, type=Path, help="output folder (the tokenizer folder, checkpoints, tensorboard)")
+        p.add_argument("--steps", type=int, help="training steps (default from the config)")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+        _add_config_options(p)
+
+    encode = _group(tokenizer, "encode", "encode a media file to tokens (.npz)")
+    decode = _group(tokenizer, "decode", "decode tokens (.npz) back to media")
+    evaluate_tok = _group(tokenizer, "eval", "measure a tokenizer's reconstruction quality and speed against a real codec")
+    for kind in ("video", "audio"):
+        p = _command(encode, kind, f"encode with the {kind} tokenizer", _tokenizer_encode)
+        p.set_defaults(kind=kind)
+        p.add_argument("--ckpt", required=True, type=Path, help="tokenizer folder")
+        p.add_argument("--input", required=True, type=Path)
+        p.add_argument("--start", type=float, default=0.0, help="start time in seconds")
+        if kind == "video":
+            p.add_argument("--frames", type=int, help="frames to encode (default: all that fit 1 + k * t_factor)")
+            p.add_argument("--size", type=_parse_size, help="resize + center-crop to HxW")
+        else:
+            p.add_argument("--seconds", type=float, help="seconds to encode (default: to the end)")
+        p.add_argument("--out", required=True, type=Path, help="tokens file (.npz)")
+        p = _command(decode, kind, f"decode {kind} tokens", _tokenizer_decode)
+        p.set_defaults(kind=kind)
+        p.add_argument("--ckpt", required=True, type=Path, help="tokenizer folder")
+        p.add_argument("--tokens", required=True, type=Path, help="tokens file (.npz) from encode")
+        p.add_argument("--out", required=True, type=Path, help=".mp4 or .png" if kind == "video" else ".wav or .flac")
+        p = _command(evaluate_tok, kind, f"evaluate the {kind} tokenizer", _tokenizer_eval)
+        p.set_defaults(kind=kind)
+        p.add_argument("--ckpt", required=True, type=Path, help="tokenizer folder")
+        p.add_argument("--inputs", required=True, nargs="+", type=Path, metavar="FILE")
+        if kind == "video":
+            p.add_argument("--frames", type=int, default=17, help="frames per clip")
+            p.add_argument("--size", type=_parse_size, help="resize + center-crop to HxW (default: the model's size)")
+        p.add_argument("--json", action="store_true", help="print JSON")
 
     data = _group(top, "data", "make and prepare training data")
     p = _command(data, "shapes", "write the built-in shapes dataset (moving shapes with tones and captions)", _data_shapes)

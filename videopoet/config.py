@@ -244,6 +244,7 @@ def save_config(config: Any, path: str | Path) -> None:
 SECTIONS: dict[str, str] = {
     "shapes": "videopoet.data.synthetic:ShapesConfig",
     "text_tokenizer": "videopoet.tokenizers.text:TextTokenizerConfig",
+    "video_tokenizer": "videopoet.tokenizers.video.train:VideoTokenizerTrainingConfig",
     "ingest": "videopoet.data.ingest:IngestConfig",
     "tasks": "videopoet.data.tasks:TaskConfig",
     "llm": "videopoet.llm.model:LLMConfig",

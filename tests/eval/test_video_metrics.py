@@ -1,0 +1,57 @@
+"""PSNR and SSIM on both video layouts, and the H.264 reference at a matched bit rate."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from videopoet.eval.video_metrics import h264_reference, psnr, ssim
+
+
+def _clip(seed: int = 0) -> np.ndarray:
+    from videopoet.data.synthetic import ShapesConfig, render_frames
+
+    return render_frames(
+        "red", "circle", "left", np.random.default_rng(seed), ShapesConfig(size=32, frames=5)
+    )
+
+
+def test_psnr_known_values() -> None:
+    a = np.zeros((2, 8, 8, 3), np.uint8)
+    assert psnr(a, a) == math.inf
+    b = a.copy()
+    b[...] = 255  # MSE 1 on the [0, 1] scale: 0 dB
+    assert psnr(a, b) == pytest.approx(0.0)
+    b[...] = 1  # MSE (1/255)^2: 20 log10(255) dB
+    assert psnr(a, b) == pytest.approx(20 * math.log10(255))
+    x = torch.zeros(1, 3, 2, 8, 8)  # [-1, 1] layout: 0 is mid-gray; +0.2 there is 0.1 on [0, 1] -> 20 dB
+    assert psnr(x, x + 0.2) == pytest.approx(20.0)
+
+
+def test_ssim_identical_and_noise() -> None:
+    clip = _clip()
+    assert ssim(clip, clip) == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    scores = []
+    for sigma in (5, 20, 60):
+        noisy = np.clip(clip + rng.normal(0, sigma, clip.shape), 0, 255).astype(np.uint8)
+        scores.append(ssim(clip, noisy))
+    assert 1 > scores[0] > scores[1] > scores[2]
+    x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1  # same clip, float layout
+    assert ssim(x, x) == pytest.approx(1.0)
+    assert psnr(clip, noisy) == pytest.approx(
+        psnr(x, torch.from_numpy(noisy).permute(3, 0, 1, 2)[None].float() / 127.5 - 1)
+    )
+    with pytest.raises(ValueError, match="differ in shape"):
+        ssim(clip, clip[:2])
+
+
+def test_h264_reference_at_matched_bpp() -> None:
+    clip = _clip()
+    low = h264_reference(clip, 8.0, 0.3)
+    high = h264_reference(clip, 8.0, 3.0)
+    assert all(math.isfinite(v) for v in (*low, *high))
+    assert high[2] <= 3.0 and high[0] >= low[0]

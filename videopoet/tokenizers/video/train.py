@@ -1,0 +1,406 @@
+"""Training of the video tokenizer: config section `video_tokenizer`, clip sources, and the solver that
+plugs into the shared loop (`videopoet.tokenizers.trainer.train_tokenizer`).
+
+Losses (MAGVIT-v2 recipe, each weight configurable in `VideoLossConfig`):
+- reconstruction: L1 and/or L2 between the clip and its (unclamped) reconstruction;
+- LFQ: commitment, plus the entropy loss whose weight decays linearly from `entropy_weight` to
+  `entropy_weight_final` over `entropy_anneal_steps` (strong at first so the codebook spreads out, weaker
+  later so it stops fighting reconstruction). These weights replace the model config's LFQ weights;
+- adversarial, from step `disc_start`: the patch discriminator's generator loss times `gan_weight` times
+  the VQGAN adaptive weight; the discriminator trains with hinge (or non-saturating) loss plus LeCam.
+No perceptual (LPIPS/I3D) loss: it needs pretrained networks, which this project does not download.
+
+Data (`make_clip_source`): `shapes` (rendered on the fly), a folder of media files, or a clip index
+folder written by `videopoet data ingest`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from videopoet.errors import UserError
+from videopoet.eval.video_metrics import psnr, ssim
+from videopoet.tokenizers.adversarial import LeCamEMA, adaptive_weight, d_loss, g_loss
+from videopoet.tokenizers.checkpoint import tokenizer_folder_config
+from videopoet.tokenizers.trainer import TrainConfig, train_tokenizer
+from videopoet.tokenizers.video.discriminator import DiscriminatorConfig, PatchDiscriminator
+from videopoet.tokenizers.video.lfq import CodebookUsage
+from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
+
+VALIDATION_SEED = 1234  # fixed, so validation clips are the same in every run
+
+
+@dataclass
+class VideoLossConfig:
+    """Weights of the video tokenizer's training losses (see the module docstring)."""
+
+    l1_weight: float = 1.0
+    l2_weight: float = 0.0
+    commitment_weight: float = 0.25
+    entropy_weight: float = 0.1  # at step 0
+    entropy_weight_final: float = 0.01  # after `entropy_anneal_steps`
+    entropy_anneal_steps: int = 2000  # 0: constant `entropy_weight`
+    gan_weight: float = 0.1  # 0 turns the adversarial loss and the discriminator off
+    disc_start: int = 2000  # step at which the adversarial loss switches on
+    disc_loss: Literal["hinge", "non_saturating"] = "hinge"
+    lecam_weight: float = 0.001
+    lecam_decay: float = 0.999
+    adaptive_weight: bool = True  # VQGAN adaptive weight of the generator's GAN loss
+    max_adaptive_weight: float = 1e4
+
+    def __post_init__(self) -> None:
+        weights = ("l1_weight", "l2_weight", "commitment_weight", "entropy_weight", "entropy_weight_final",
+                   "gan_weight", "lecam_weight")  # fmt: skip
+        bad = [w for w in weights if getattr(self, w) < 0]
+        if bad:
+            raise ValueError(f"loss weights must be non-negative: {', '.join(bad)}")
+        if self.l1_weight == 0 and self.l2_weight == 0:
+            raise ValueError("l1_weight and l2_weight are both 0: nothing would teach reconstruction")
+        if self.entropy_anneal_steps < 0 or self.disc_start < 0:
+            raise ValueError("entropy_anneal_steps and disc_start must be >= 0")
+        if not 0 <= self.lecam_decay < 1:
+            raise ValueError(f"lecam_decay must be in [0, 1), got {self.lecam_decay}")
+
+    def entropy_weight_at(self, step: int) -> float:
+        """Entropy loss weight at `step`: linear from `entropy_weight` to `entropy_weight_final`."""
+        if self.entropy_anneal_steps == 0:
+            return self.entropy_weight
+        frac = min(1.0, step / self.entropy_anneal_steps)
+        return self.entropy_weight + (self.entropy_weight_final - self.entropy_weight) * frac
+
+
+@dataclass
+class VideoTokenizerTrainingConfig:
+    """Project config section `video_tokenizer`: model, discriminator, losses, loop, validation."""
+
+    model: VideoTokenizerConfig = field(default_factory=VideoTokenizerConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: VideoLossConfig = field(default_factory=VideoLossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    val_clips: int = 8  # held-out clips scored at every validation
+    fps: float = 8.0  # frame rate clips are read at from media folders (clip indexes keep their own)
+
+    def __post_init__(self) -> None:
+        if self.val_clips < 1:
+            raise ValueError(f"val_clips must be at least 1, got {self.val_clips}")
+        if not self.fps > 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
+
+
+# ---- data -------------------------------------------------------------------------------------------------
+
+
+class ClipSource(Protocol):
+    """Where training clips come from. Clips are float `[B, 3, T, H, W]` in [-1, 1] at the model's size."""
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
+        """A random training batch drawn with `rng` (so the loop's per-step seeding makes it repeatable)."""
+
+    def validation(self, n: int) -> torch.Tensor:
+        """The same `n` held-out clips every call."""
+
+
+def frames_to_tensor(frames: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """uint8 clips `[B, T, H, W, 3]` (or a list of `[T, H, W, 3]`) -> float `[B, 3, T, H, W]` in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(list(frames))))
+    return x.permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+
+
+class ShapesSource:
+    """Shapes clips rendered on the fly: training from `TRAIN_COMBOS`, validation from `HELDOUT_COMBOS`
+    (combinations never trained on) with a fixed seed. Non-square sizes are rendered square and
+    center-cropped."""
+
+    def __init__(self, frames: int, height: int, width: int, fps: float = 8.0) -> None:
+        from videopoet.data.synthetic import ShapesConfig
+
+        self.frames, self.size = frames, (height, width)
+        self.shapes = ShapesConfig(size=max(16, height, width), frames=max(2, frames), fps=fps)
+
+    def _render(self, combo: tuple[str, str, str], rng: np.random.Generator) -> np.ndarray:
+        from videopoet.data.io import resize_center_crop
+        from videopoet.data.synthetic import render_frames
+
+        clip = render_frames(*combo, rng, self.shapes)[: self.frames]
+        return resize_center_crop(clip, self.size)
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
+        from videopoet.data.synthetic import TRAIN_COMBOS
+
+        combos = [TRAIN_COMBOS[i] for i in rng.integers(len(TRAIN_COMBOS), size=batch_size)]
+        return frames_to_tensor([self._render(c, rng) for c in combos])
+
+    def validation(self, n: int) -> torch.Tensor:
+        from videopoet.data.synthetic import HELDOUT_COMBOS
+
+        rng = np.random.default_rng(VALIDATION_SEED)
+        return frames_to_tensor(
+            [self._render(HELDOUT_COMBOS[i % len(HELDOUT_COMBOS)], rng) for i in range(n)]
+        )
+
+
+@dataclass
+class _Span:
+    """A stretch of one media file clips can be cut from: start times in [start_s, last_start_s]."""
+
+    path: str
+    start_s: float
+    last_start_s: float
+    fps: float
+
+
+class MediaSource:
+    """Random clips from spans of media files (a folder, or the rows of a clip index), read with
+    `read_clip` at the model's frame count and size (resize to cover, center crop)."""
+
+    def __init__(self, train: list[_Span], val: list[_Span], frames: int, height: int, width: int) -> None:
+        self.train, self.val = train, val
+        self.frames, self.size = frames, (height, width)
+
+    def _read(self, span: _Span, start_s: float) -> np.ndarray:
+        from videopoet.data.io import read_clip
+
+        return read_clip(span.path, start_s, self.frames, span.fps, size=self.size, pad=True)
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
+        clips = []
+        for i in rng.integers(len(self.train), size=batch_size):
+            span = self.train[i]
+            clips.append(self._read(span, float(rng.uniform(span.start_s, span.last_start_s))))
+        return frames_to_tensor(clips)
+
+    def validation(self, n: int) -> torch.Tensor:
+        spans = self.val
+        rounds = math.ceil(n / len(spans))  # n fixed clips: spread over the spans, then along each span
+        clips = []
+        for i in range(n):
+            span, k = spans[i % len(spans)], i // len(spans)
+            frac = k / (rounds - 1) if rounds > 1 else 0.0
+            clips.append(self._read(span, span.start_s + (span.last_start_s - span.start_s) * frac))
+        return frames_to_tensor(clips)
+
+
+def _folder_spans(root: Path, frames: int, fps: float) -> tuple[list[_Span], list[str]]:
+    from videopoet.data.ingest import VIDEO_EXTENSIONS
+    from videopoet.data.io import MediaError, probe
+
+    files = (
+        [root]
+        if root.is_file()
+        else sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+    )
+    spans, skipped = [], []
+    need = frames / fps
+    for path in files:
+        try:
+            info = probe(path)
+        except MediaError as e:
+            skipped.append(f"{path.name}: {e}")
+            continue
+        stream = info.video[0] if info.video else None
+        duration = (stream.duration_s if stream else None) or info.duration_s
+        if stream is None or duration is None or duration + 1e-6 < need:
+            skipped.append(
+                f"{path.name}: {'no video stream' if stream is None else f'shorter than {need:g} s'}"
+            )
+            continue
+        spans.append(_Span(str(path), 0.0, max(0.0, duration - need), fps))
+    return spans, skipped
+
+
+def _index_spans(root: Path) -> tuple[list[_Span], list[_Span]]:
+    from videopoet.data.ingest import load_clip_index
+
+    index = load_clip_index(root)
+    train, val = [], []
+    for row in index:
+        span = _Span(row["source"], float(row["start_s"]), float(row["start_s"]), float(row["fps"]))
+        (train if row.get("split") in (None, "train") else val).append(span)
+    return train, val
+
+
+def make_clip_source(src: str | Path, config: VideoTokenizerTrainingConfig) -> ClipSource:
+    """The clip source `src` names: `shapes`, a clip index folder (from `videopoet data ingest`), or a
+    folder of media files (or one file). Raises UserError for a missing, empty or unusable source."""
+    m = config.model
+    if str(src) == "shapes":
+        return ShapesSource(m.frames, m.height, m.width, config.fps)
+    root = Path(src)
+    if not root.exists():
+        raise UserError(f"training data not found: {src} (give `shapes`, a media folder or a clip index)")
+    from videopoet.data.ingest import CLIPS
+
+    if (root / CLIPS).is_dir():
+        train, val = _index_spans(root)
+        if not train and not val:
+            raise UserError(f"clip index {root} holds no clips")
+        train = train or val
+        return MediaSource(train, val or train, m.frames, m.height, m.width)
+    spans, skipped = _folder_spans(root, m.frames, config.fps)
+    if not spans:
+        why = f" (skipped: {'; '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''})" if skipped else ""
+        raise UserError(
+            f"no usable video in {root}: need files of at least {m.frames / config.fps:g} s "
+            f"({m.frames} frames at {config.fps:g} fps){why}"
+        )
+    return MediaSource(spans, spans, m.frames, m.height, m.width)
+
+
+# ---- solver -----------------------------------------------------------------------------------------------
+
+
+class Critic(nn.Module):
+    """The patch discriminator with its LeCam EMAs, so checkpoints keep both."""
+
+    def __init__(self, config: DiscriminatorConfig, lecam_decay: float) -> None:
+        super().__init__()
+        self.net = PatchDiscriminator(config)
+        self.lecam = LeCamEMA(lecam_decay)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).float()
+
+
+class VideoSolver:
+    """The video tokenizer's side of the shared training loop (`TokenizerSolver`)."""
+
+    def __init__(self, config: VideoTokenizerTrainingConfig, source: ClipSource) -> None:
+        self.config = config
+        self.source = source
+        self.model = VideoTokenizer(config.model)
+        self.discriminator: Critic | None = (
+            Critic(config.discriminator, config.loss.lecam_decay) if config.loss.gan_weight > 0 else None
+        )
+        self._val: torch.Tensor | None = None
+
+    def folder_config(self) -> dict[str, Any]:
+        return tokenizer_folder_config("video", self.config.model, training=self.config)
+
+    def sample_batch(self, rng: np.random.Generator) -> torch.Tensor:
+        return self.source.sample(rng, self.config.train.batch_size)
+
+    def _gan_on(self, step: int) -> bool:
+        return self.discriminator is not None and step >= self.config.loss.disc_start
+
+    def generator_loss(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float], Any]:
+        cfg = self.config.loss
+        recon, quant = self.model(batch)
+        diff = recon.float() - batch.float()
+        l1, l2 = diff.abs().mean(), diff.pow(2).mean()
+        rec = cfg.l1_weight * l1 + cfg.l2_weight * l2
+        ent_w = cfg.entropy_weight_at(step)
+        loss = rec + cfg.commitment_weight * quant.commitment + ent_w * quant.entropy
+        logs = {
+            "rec": rec.item(),
+            "l1": l1.item(),
+            "l2": l2.item(),
+            "commitment": quant.commitment.item(),
+            "entropy": quant.entropy.item(),
+            "per_token_entropy": quant.per_token_entropy.item(),
+            "codebook_entropy": quant.codebook_entropy.item(),
+            "entropy_weight": ent_w,
+            "used_codes": float(quant.used_codes),
+            "perplexity": quant.perplexity,
+        }
+        if self._gan_on(step):
+            assert self.discriminator is not None
+            self.discriminator.requires_grad_(False)  # the generator step must not touch its weights
+            try:
+                gan = g_loss(cfg.disc_loss, self.discriminator(recon))
+            finally:
+                self.discriminator.requires_grad_(True)
+            weight = (
+                adaptive_weight(rec, gan, self.model.last_layer, cfg.max_adaptive_weight)
+                if cfg.adaptive_weight
+                else torch.ones((), device=rec.device)
+            )
+            loss = loss + cfg.gan_weight * weight * gan
+            logs.update({"g_loss": gan.item(), "adaptive_weight": float(weight)})
+        logs["loss"] = loss.item()
+        return loss, logs, recon.detach()
+
+    def discriminator_loss(
+        self, batch: torch.Tensor, aux: Any, step: int
+    ) -> tuple[torch.Tensor, dict[str, float]] | None:
+        if not self._gan_on(step):
+            return None
+        assert self.discriminator is not None
+        cfg = self.config.loss
+        real, fake = self.discriminator(batch), self.discriminator(aux.to(batch.dtype))
+        main = d_loss(cfg.disc_loss, real, fake)
+        lecam = self.discriminator.lecam(real, fake)
+        loss = main + cfg.lecam_weight * lecam
+        return loss, {
+            "d_loss": main.item(),
+            "lecam": lecam.item(),
+            "logits_real": real.mean().item(),
+            "logits_fake": fake.mean().item(),
+        }
+
+    def validation_clips(self) -> torch.Tensor:
+        """The fixed held-out clips (made once)."""
+        if self._val is None:
+            self._val = self.source.validation(self.config.val_clips)
+        return self._val
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """PSNR, SSIM (mean over clips), L1, codebook usage and perplexity on the validation clips."""
+        model.eval()
+        clips = self.validation_clips()
+        usage = CodebookUsage(self.config.model.codebook_size)
+        scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "l1": []}
+        bs = self.config.train.batch_size
+        for i in range(0, clips.shape[0], bs):
+            x = clips[i : i + bs].to(model.device)
+            recon, quant = model(x)
+            recon = recon.float().clamp(-1, 1)
+            usage.update(quant.ids)
+            for a, b in zip(x, recon):
+                scores["psnr"].append(psnr(a, b))
+                scores["ssim"].append(ssim(a, b))
+                scores["l1"].append(float((a - b).abs().mean()))
+        stats = usage.result()
+        out = {k: float(np.mean(v)) for k, v in scores.items()}
+        out.update(
+            {"codebook_usage": stats["usage"], "perplexity": stats["perplexity"], "used_codes": stats["used"]}
+        )
+        return out
+
+    @torch.no_grad()
+    def write_samples(
+        self, writer: Any, model: nn.Module, step: int, max_clips: int = 4, max_frames: int = 8
+    ) -> None:
+        """One image per validation clip: up to `max_frames` frames side by side, original above
+        reconstruction."""
+        model.eval()
+        x = self.validation_clips()[:max_clips].to(model.device)
+        recon = model(x)[0].float().clamp(-1, 1)
+        t = x.shape[2]
+        idx = torch.linspace(0, t - 1, min(t, max_frames)).round().long().unique()
+
+        def strip(v: torch.Tensor) -> torch.Tensor:  # [N, 3, T, H, W] -> [N, 3, H, len(idx) * W]
+            v = v[:, :, idx]
+            return torch.cat(list(v.unbind(2)), dim=-1)
+
+        grid = torch.cat([strip(x.float()), strip(recon)], dim=2)
+        writer.add_images(
+            "samples/original_over_reconstruction", ((grid + 1) / 2).cpu(), step, dataformats="NCHW"
+        )
+
+
+def train_video_tokenizer(
+    config: VideoTokenizerTrainingConfig, data: str | Path, out: str | Path, resume: bool = False
+) -> dict[str, Any]:
+    """Train the video tokenizer on `data` (`shapes`, a media folder or a clip index) into `out` (a
+    tokenizer folder `load_tokenizer(out, "video")` reads); returns the last losses and validation metrics."""
+    source = make_clip_source(data, config)
+    solver = VideoSolver(config, source)
+    return train_tokenizer(solver, config.train, out, resume=resume)
