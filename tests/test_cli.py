@@ -127,3 +127,30 @@ def test_video_tokenizer_from_the_command_line(tmp_path: Path, capsys: pytest.Ca
     assert result["mean"]["tokens_per_clip"] == 48 and "h264_psnr" in result["mean"]
     assert main(["tokenizer", "encode", "video", "--ckpt", str(ckpt), "--input", clip, "--frames", "8", "--out", str(tmp_path / "u.npz")]) == 2
     assert "1 + k*4" in capsys.readouterr().err
+
+
+def test_audio_tokenizer_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    ckpt = tmp_path / "audio"
+    args = ["tokenizer", "train", "audio", "--config", str(config), "--data", "shapes", "--out", str(ckpt), "--steps", "2",
+            "train.batch_size=2", "train.num_workers=0", "val_clips=2"]
+    assert main(args) == 0
+    assert "trained the audio tokenizer to step 2" in capsys.readouterr().out
+    assert main(["data", "shapes", "--out", str(tmp_path / "s"), "--num-clips", "1", "--size", "32"]) == 0
+    clip = str(tmp_path / "s" / "clips" / "clip_00000.mp4")
+    assert main(["tokenizer", "encode", "audio", "--ckpt", str(ckpt), "--input", clip, "--out", str(tmp_path / "a.npz")]) == 0
+    assert main(["tokenizer", "decode", "audio", "--ckpt", str(ckpt), "--tokens", str(tmp_path / "a.npz"), "--out", str(tmp_path / "a.wav")]) == 0
+    from videopoet.data.io import probe
+
+    assert probe(tmp_path / "a.wav").audio[0].sample_rate == 16000
+    capsys.readouterr()
+    assert main(["tokenizer", "eval", "audio", "--ckpt", str(ckpt), "--inputs", clip, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "si_sdr" in json.dumps(result) and "opus_si_sdr" in json.dumps(result)
+    assert main(["data", "shapes", "--out", str(tmp_path / "v"), "--num-clips", "1", "--size", "32"]) == 0
+    silent = tmp_path / "silent.mp4"
+    from videopoet.data.io import read_clip, write_video
+
+    write_video(silent, read_clip(clip, 0.0, 9, 8.0), 8.0)
+    assert main(["tokenizer", "encode", "audio", "--ckpt", str(ckpt), "--input", str(silent), "--out", str(tmp_path / "b.npz")]) == 2
+    assert "no audio" in capsys.readouterr().err

@@ -245,6 +245,7 @@ SECTIONS: dict[str, str] = {
     "shapes": "videopoet.data.synthetic:ShapesConfig",
     "text_tokenizer": "videopoet.tokenizers.text:TextTokenizerConfig",
     "video_tokenizer": "videopoet.tokenizers.video.train:VideoTokenizerTrainingConfig",
+    "audio_tokenizer": "videopoet.tokenizers.audio.train:AudioTokenizerTrainingConfig",
     "ingest": "videopoet.data.ingest:IngestConfig",
     "tasks": "videopoet.data.tasks:TaskConfig",
     "llm": "videopoet.llm.model:LLMConfig",

@@ -10,14 +10,6 @@ from videopoet.tokenizers.video.discriminator import DiscriminatorConfig, PatchD
 from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("shape,logits", [((9, 64, 64), (3, 8, 8)), ((1, 64, 112), (1, 8, 14))])
 def test_patch_logits_shape(shape: tuple[int, int, int], logits: tuple[int, int, int]) -> None:
     torch.manual_seed(0)

@@ -11,15 +11,6 @@ import torch
 from videopoet.tokenizers.video.lfq import LFQ, CodebookUsage, LFQConfig, codes_to_ids, ids_to_codes
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: a second intra-op thread only waits for a core on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("bits", [1, 10, 18])
 def test_ids_round_trip(bits: int) -> None:
     g = torch.Generator().manual_seed(bits)

@@ -11,15 +11,6 @@ from videopoet.errors import UserError
 from videopoet.tokenizers.video.model import PRESETS, VideoShapeError, VideoTokenizer, VideoTokenizerConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convolutions: a second intra-op thread mostly waits for a core on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_config(**overrides) -> VideoTokenizerConfig:
     """Smaller than `tiny` (same factors: space 8, time 4) so the tests stay fast."""
     base = dict(

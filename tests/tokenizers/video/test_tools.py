@@ -15,14 +15,6 @@ from videopoet.errors import UserError
 from videopoet.tokenizers.video.model import VideoShapeError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A small untrained tokenizer folder (space 8, time 4), a 24-frame shapes mp4 and a PNG."""

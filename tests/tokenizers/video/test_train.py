@@ -26,14 +26,6 @@ from videopoet.tokenizers.video.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small(steps: int = 4, **loss: Any) -> VideoTokenizerTrainingConfig:
     """The tiny preset made smaller still (8 channels, 6 bits, 9x32x32 clips) so steps take ~0.1 s."""
     return from_dict(

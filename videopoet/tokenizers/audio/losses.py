@@ -3,8 +3,12 @@
 The mel loss compares mel spectrograms at several window sizes (2^6..2^11 samples by default): short
 windows judge timing, long ones pitch. At each scale it adds L1 on the linear (magnitude) mel spectrogram,
 which weighs loud parts, and L1 on the log mel spectrogram, which weighs quiet parts, as in SoundStream
-and EnCodec. Mel bins grow with the window (5/32 of n_fft, at most 128) so no mel filter is empty.
-Spectrograms are computed in float32 even under bf16 autocast.
+and EnCodec. STFTs are normalized by the window's norm (as in EnCodec) so every scale has the same
+magnitude range, and mel bins grow with the window (5/32 of n_fft, at most 128) so no mel filter is
+empty. Spectrograms are computed in float32 even under bf16 autocast.
+
+The mel loss ignores phase: on pure tones it can be low while SI-SDR is poor; the waveform L1 and the
+adversarial losses are what align phase.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class MultiScaleMelLoss(nn.Module):
                 hop_length=n // 4,
                 n_mels=mel_bins(n),
                 power=1.0,
+                normalized=True,
                 center=True,
                 pad_mode="constant",
                 f_min=0.0,

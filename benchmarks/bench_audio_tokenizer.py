@@ -1,0 +1,136 @@
+"""Audio tokenizer quality benchmark: what a short CPU training of the `tiny` codec reaches.
+
+    python benchmarks/bench_audio_tokenizer.py [--minutes 10] [--media ../shared/media/audio] [--seconds 10]
+
+Trains the `audio_tokenizer` section of configs/tiny.yaml (built-in tiny values when the file has none) on
+shapes for about `--minutes` (the step count comes from timed calibration steps; on a busy machine give
+`--steps` instead), then reports, per
+held-out shapes clip, the pitch error of the reconstruction (target: within 2%) and its SI-SDR (target:
+>= 10 dB), and on the speech and music of `--media` (first `--seconds` of each) SI-SDR and mel distance
+next to Opus at the same bitrate (Opus cannot go below 6 kbps; the rate used is reported). Prints a table
+and writes JSON (`--json`, default runs/bench/audio_tokenizer_quality.json). Speed: bench_audio_codec_speed.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from videopoet.config import from_dict, read_yaml  # noqa: E402
+from videopoet.data.synthetic import HELDOUT_COMBOS, PITCH_HZ, ShapesConfig, render_audio  # noqa: E402
+from videopoet.eval.audio_metrics import si_sdr  # noqa: E402
+from videopoet.tokenizers.audio.tools import evaluate_files, load_audio_tokenizer  # noqa: E402
+from videopoet.tokenizers.audio.train import (  # noqa: E402
+    PITCH_TOLERANCE,
+    AudioTokenizerTrainingConfig,
+    pitch_error,
+    train_audio_tokenizer,
+)
+
+# Used when configs/tiny.yaml has no `audio_tokenizer` section (kept equal to the proposed one).
+TINY: dict[str, Any] = {
+    "model": {"sample_rate": 16000, "strides": [4, 4, 4, 5], "channels": 8, "latent_dim": 32, "levels": 2,
+              "codebook_size": 256, "causal": False},
+    "discriminator": {"n_ffts": [512, 256, 128], "filters": 8},
+    "loss": {"mel_weight": 1.0, "mel_windows": [64, 128, 256, 512, 1024], "waveform_l1_weight": 0.1,
+             "gan_weight": 1.0, "feature_matching_weight": 3.0, "disc_start": 1500},
+    "train": {"steps": 1000, "batch_size": 8, "optim": {"lr": 2e-3, "warmup_steps": 50}, "ema_decay": 0.99,
+              "log_every": 10, "val_every": 250, "sample_every": 500, "save_every": 250, "num_workers": 1},
+    "segment_seconds": 0.5,
+    "val_clips": 6,
+}  # fmt: skip
+
+
+def tiny_config(steps: int | None = None) -> AudioTokenizerTrainingConfig:
+    path = ROOT / "configs" / "tiny.yaml"
+    data = read_yaml(path).get("audio_tokenizer") if path.is_file() else None
+    data = dict(data or TINY)
+    if steps is not None:
+        data["train"] = {**data.get("train", {}), "steps": steps}
+    return from_dict(AudioTokenizerTrainingConfig, data, prefix="audio_tokenizer")
+
+
+def calibrate(config: AudioTokenizerTrainingConfig, steps: int = 8) -> float:
+    """Seconds per step of a short real training run, measured by the loop over its last steps (start-up
+    and the first, k-means step excluded), plus 10% for validation and saving."""
+    config.train.steps, config.train.log_every = steps, steps // 2
+    config.train.val_every = config.train.save_every = config.train.sample_every = steps
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_audio_tokenizer(config, "shapes", Path(tmp) / "calibrate")
+    return 1.1 / result["train"]["steps_per_s"]
+
+
+def heldout(ckpt: Path) -> list[dict[str, Any]]:
+    model = load_audio_tokenizer(ckpt)
+    sr, rows = model.sample_rate, []
+    for combo in HELDOUT_COMBOS:
+        wav = render_audio(combo[1], ShapesConfig(sample_rate=sr))
+        n = model.samples_for(model.frames_for(wav.size))
+        recon = model.decode_long(model.encode_long(wav[:n]), num_samples=n)
+        err = pitch_error(recon, PITCH_HZ[combo[1]], sr)
+        rows.append({"clip": "-".join(combo), "pitch_hz": PITCH_HZ[combo[1]], "pitch_error": err,
+                     "pitch_ok": err <= PITCH_TOLERANCE, "si_sdr": si_sdr(wav[:n], recon)})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10.0, help="training time budget")
+    ap.add_argument("--media", type=Path, default=ROOT.parent / "shared" / "media" / "audio")
+    ap.add_argument("--steps", type=int, help="train this many steps instead of calibrating for --minutes")
+    ap.add_argument("--seconds", type=float, default=10.0, help="seconds of each media file scored")
+    ap.add_argument("--out", type=Path, help="training folder (default: a temporary one)")
+    ap.add_argument("--json", type=Path, default=ROOT / "runs" / "bench" / "audio_tokenizer_quality.json")
+    args = ap.parse_args()
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    per_step = None
+    if args.steps:
+        steps = args.steps
+    else:
+        per_step = calibrate(tiny_config())
+        steps = max(10, int(args.minutes * 60 / per_step))
+        print(f"calibration: {per_step:.2f} s/step -> {steps} steps for {args.minutes:g} min", flush=True)
+    config = tiny_config(steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or Path(tmp) / "audio_tok"
+        t0 = time.perf_counter()
+        train_audio_tokenizer(config, "shapes", out)
+        train_s = time.perf_counter() - t0
+        clips = heldout(out)
+        media_files = sorted(p for p in args.media.glob("*") if p.suffix.lower() in (".wav", ".flac")) \
+            if args.media.is_dir() else []  # fmt: skip
+        media = evaluate_files(out, media_files, seconds=args.seconds) if media_files else None
+
+    print(f"\ntiny audio tokenizer, {steps} steps in {train_s / 60:.1f} min on shapes")
+    print(f"{'held-out clip':<24} {'pitch Hz':>8} {'pitch err':>9} {'ok':>3} {'SI-SDR dB':>9}")
+    for r in clips:
+        print(f"{r['clip']:<24} {r['pitch_hz']:>8.0f} {r['pitch_error']:>9.2%} {'y' if r['pitch_ok'] else 'n':>3} "
+              f"{r['si_sdr']:>9.2f}")  # fmt: skip
+    summary = {"pitch_ok_all": all(r["pitch_ok"] for r in clips), "min_si_sdr": min(r["si_sdr"] for r in clips)}
+    print(f"all pitches within 2%: {summary['pitch_ok_all']}; min SI-SDR {summary['min_si_sdr']:.2f} dB (target 10)")
+    if media:
+        print(f"\n{'media file':<28} {'SI-SDR':>7} {'mel':>6} | {'Opus SI-SDR':>11} {'mel':>6}  "
+              f"(codec {media['bitrate_kbps']:.2f} kbps, Opus {media['opus_bitrate_kbps']:g} kbps)")
+        for f in media["files"]:
+            print(f"{Path(f['input']).name:<28} {f['si_sdr']:>7.2f} {f['mel_distance']:>6.3f} | "
+                  f"{f['opus_si_sdr']:>11.2f} {f['opus_mel_distance']:>6.3f}")
+    result = {"minutes": args.minutes, "steps": steps, "train_seconds": train_s, "seconds_per_step": per_step,
+              "heldout": clips, **summary, "media": media}  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2, default=float))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

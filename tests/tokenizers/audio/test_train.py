@@ -1,0 +1,83 @@
+"""Audio tokenizer training: a few steps on shapes write a loadable folder, resume, the discriminator's
+switch-on at disc_start, and the audio sources."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from videopoet.config import from_dict, to_dict
+from videopoet.data.io import write_audio
+from videopoet.errors import UserError
+from videopoet.tokenizers.audio.model import preset
+from videopoet.tokenizers.audio.train import (
+    AudioSolver,
+    AudioTokenizerTrainingConfig,
+    ShapesSource,
+    make_audio_source,
+    train_audio_tokenizer,
+)
+from videopoet.tokenizers.checkpoint import latest_checkpoint, load_tokenizer
+
+
+def tiny_config(steps: int = 3, disc_start: int = 2) -> AudioTokenizerTrainingConfig:
+    """The tiny preset with a small discriminator, short crops and a fast loop."""
+    return from_dict(AudioTokenizerTrainingConfig, {
+        "model": to_dict(preset("tiny")),
+        "discriminator": {"n_ffts": [256, 128], "filters": 4},
+        "loss": {"disc_start": disc_start, "mel_windows": [128, 256]},
+        "train": {"steps": steps, "batch_size": 2, "optim": {"lr": 1e-3, "warmup_steps": 1}, "precision": "fp32",
+                  "num_workers": 0, "device": "cpu", "log_every": 1, "val_every": 100, "sample_every": 100,
+                  "save_every": 2},
+        "segment_seconds": 0.25, "val_clips": 2, "val_seconds": 0.5,
+    })  # fmt: skip
+
+
+def test_train_writes_loadable_folder_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = train_audio_tokenizer(tiny_config(steps=2), "shapes", out)
+    assert latest_checkpoint(out).name == "step_0000002"
+    assert "d_loss" not in first["train"]  # steps 0 and 1 are before disc_start
+    result = train_audio_tokenizer(tiny_config(steps=3), "shapes", out, resume=True)
+    assert latest_checkpoint(out).name == "step_0000003" and "d_loss" in result["train"]  # step 2: on
+    assert np.isfinite(result["val"]["si_sdr"]) and 0 <= result["val"]["pitch_ok"] <= 1
+    assert {"usage_l0", "usage_l1", "mel_distance"} <= set(result["val"])
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["kind"] == "audio" and saved["training"]["loss"]["disc_start"] == 2
+    model = load_tokenizer(out, "audio")
+    codes = model.encode(torch.zeros(1, 1, 4 * model.hop))
+    assert codes.shape == (1, 2, 4)
+
+
+def test_discriminator_switches_on_at_disc_start() -> None:
+    config = tiny_config(disc_start=1)
+    solver = AudioSolver(config, make_audio_source("shapes", config))
+    batch = solver.sample_batch(np.random.default_rng(0))
+    assert batch.shape == (2, 1, 4000) and batch.abs().max() <= 1
+    loss, logs, recon = solver.generator_loss(batch, step=0)
+    assert "g_adv" not in logs and solver.discriminator_loss(batch, recon, 0) is None
+    loss, logs, recon = solver.generator_loss(batch, step=1)
+    assert "g_adv" in logs and "feat_match" in logs and torch.isfinite(loss)
+    d_loss, d_logs = solver.discriminator_loss(batch, recon, 1)
+    d_loss.backward()
+    assert any(p.grad is not None for p in solver.discriminator.parameters())
+
+
+def test_sources(tmp_path: Path) -> None:
+    config = tiny_config()
+    shapes = make_audio_source("shapes", config)
+    assert isinstance(shapes, ShapesSource) and shapes.validation(2).shape == (2, 1, 8000)
+    with pytest.raises(UserError, match="not found"):
+        make_audio_source(tmp_path / "missing", config)
+    (tmp_path / "notes.txt").write_text("no audio here")
+    with pytest.raises(UserError, match="no usable audio"):
+        make_audio_source(tmp_path, config)
+    write_audio(tmp_path / "a.wav", 0.3 * np.sin(np.arange(6000) / 5.0).astype(np.float32), 8000)  # resampled
+    source = make_audio_source(tmp_path, config)
+    batch = source.sample(np.random.default_rng(0), 3)
+    assert batch.shape == (3, 1, 4000) and batch.abs().max() > 0.1
+    assert source.validation(2).shape == (2, 1, 8000)  # padded past the file's end
