@@ -1,6 +1,6 @@
 """Audio tokenizer quality benchmark: what a short CPU training of the `tiny` codec reaches.
 
-    python benchmarks/bench_audio_tokenizer.py [--minutes 10] [--media ../shared/media/audio] [--seconds 10]
+    python benchmarks/bench_audio_tokenizer.py [--minutes 10] [--media FOLDER_OF_WAV_AND_FLAC] [--seconds 10]
 
 Trains the `audio_tokenizer` section of configs/tiny.yaml (built-in tiny values when the file has none) on
 shapes for about `--minutes` (the step count comes from timed calibration steps; on a busy machine give
@@ -86,7 +86,7 @@ def heldout(ckpt: Path) -> list[dict[str, Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0, help="training time budget")
-    ap.add_argument("--media", type=Path, default=ROOT.parent / "shared" / "media" / "audio")
+    ap.add_argument("--media", type=Path, default=None, help="folder of real speech/music files to score (optional)")
     ap.add_argument("--steps", type=int, help="train this many steps instead of calibrating for --minutes")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds of each media file scored")
     ap.add_argument("--out", type=Path, help="training folder (default: a temporary one)")
@@ -109,7 +109,7 @@ def main() -> None:
         train_s = time.perf_counter() - t0
         clips = heldout(out)
         media_files = sorted(p for p in args.media.glob("*") if p.suffix.lower() in (".wav", ".flac")) \
-            if args.media.is_dir() else []  # fmt: skip
+            if args.media is not None and args.media.is_dir() else []  # fmt: skip
         media = evaluate_files(out, media_files, seconds=args.seconds) if media_files else None
 
     print(f"\ntiny audio tokenizer, {steps} steps in {train_s / 60:.1f} min on shapes")

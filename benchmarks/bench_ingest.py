@@ -1,6 +1,6 @@
 """Ingest speed: files/s and clips/s on the real media folder and on a generated shapes set.
 
-    python benchmarks/bench_ingest.py [--media ../shared/media] [--shapes 48] [--num-proc 1 2] [--out F.json]
+    python benchmarks/bench_ingest.py [--media FOLDER_OF_VIDEOS] [--shapes 48] [--num-proc 1 2] [--out F.json]
 
 Each case ingests into a fresh folder (every file probed, cut and spot-decoded; the median of --repeat
 runs after one untimed warm-up, so imports and a cold page cache do not count), then once more into the
@@ -52,7 +52,7 @@ def run_case(name: str, src: Path, config: IngestConfig, work: Path, repeat: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--media", type=Path, default=ROOT.parent / "shared" / "media")
+    parser.add_argument("--media", type=Path, default=None, help="a folder of real media files (optional)")
     parser.add_argument("--shapes", type=int, default=200, help="clips in the generated shapes set")
     parser.add_argument("--num-proc", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (median)")
@@ -64,7 +64,7 @@ def main() -> None:
         work = Path(tmp)
         shapes = write_shapes_dataset(work / "shapes", num_clips=args.shapes, seed=0, progress=False)
         cases = [("shapes", shapes, {})]
-        if args.media.is_dir():
+        if args.media is not None and args.media.is_dir():
             cases = [("media", args.media, {}), ("media_1s_clips", args.media, {"frames": 9})] + cases
         else:
             print(f"(no media folder at {args.media}; shapes only)")

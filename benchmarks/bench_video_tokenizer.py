@@ -1,7 +1,7 @@
 """Video tokenizer benchmarks: encode/decode throughput, and the quality a short CPU training reaches.
 
     python benchmarks/bench_video_tokenizer.py speed [--presets tiny videopoet] [--repeats 3]
-    python benchmarks/bench_video_tokenizer.py quality [--minutes 10] [--media ../shared/media/video]
+    python benchmarks/bench_video_tokenizer.py quality [--minutes 10] [--media FOLDER_OF_VIDEOS]
 
 `speed`: frames/s of `encode_frames` and `decode_to_frames` on one 17-frame clip at each preset's size,
 untrained weights (speed does not depend on them), fp32 and bf16 autocast, on the CPU and on CUDA when
@@ -119,7 +119,7 @@ def _seconds_per_step(config: VideoTokenizerTrainingConfig) -> float:
     return min(times) * 1.1  # optimizer steps, EMA and data
 
 
-def bench_quality(minutes: float, media: Path, out_dir: Path | None) -> dict[str, Any]:
+def bench_quality(minutes: float, media: Path | None, out_dir: Path | None) -> dict[str, Any]:
     from videopoet.data.io import NotEnoughFramesError
     from videopoet.tokenizers.video.tools import _frames_available, evaluate_files
 
@@ -143,7 +143,7 @@ def bench_quality(minutes: float, media: Path, out_dir: Path | None) -> dict[str
     rows = []
     files = (
         sorted(p for p in media.iterdir() if p.is_file() and p.suffix.lower() != ".md")
-        if media.is_dir()
+        if media is not None and media.is_dir()
         else []
     )
     for path in files:
@@ -181,7 +181,7 @@ def main() -> None:
     s.add_argument("--json", type=Path, default=Path("runs/bench/video_tokenizer_speed.json"))
     q = sub.add_parser("quality")
     q.add_argument("--minutes", type=float, default=10.0)
-    q.add_argument("--media", type=Path, default=ROOT.parent / "shared" / "media" / "video")
+    q.add_argument("--media", type=Path, default=None, help="a folder of real videos to score against H.264 (optional)")
     q.add_argument("--out", type=Path, default=None, help="training run folder (default: a temporary one)")
     q.add_argument("--json", type=Path, default=Path("runs/bench/video_tokenizer_quality.json"))
     args = parser.parse_args()
