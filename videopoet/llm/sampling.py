@@ -144,10 +144,24 @@ def _guide(logits: torch.Tensor, batch: int, scale: float) -> torch.Tensor:
     return uncond + scale * (cond - uncond)
 
 
-def _inputs(prefixes: list[torch.Tensor], uncond: list[torch.Tensor] | None, config: SamplingConfig, pad_id: int):
+def _prefill(
+    model: torch.nn.Module,
+    prefixes: list[torch.Tensor],
+    uncond: list[torch.Tensor] | None,
+    config: SamplingConfig,
+    pad_id: int,
+) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+    """Run the (left-padded) prefixes once, conditional rows then unconditional ones when guiding;
+    returns the KV cache, the padding per row and the position ids `[rows, P]`."""
     rows = prefixes + (uncond if uncond is not None and config.cfg_scale != 1.0 else [])
     ids, pads = _left_pad(rows, pad_id)
-    return ids, pads
+    width = ids.shape[1]
+    positions = (torch.arange(width)[None, :] - pads[:, None]).clamp(min=0)
+    device = next(model.parameters()).device
+    cache = DynamicCache()
+    _hidden(model, input_ids=ids.to(device), attention_mask=_prefix_mask(pads, width).to(device),
+            position_ids=positions.to(device), cache=cache, use_cache=True)
+    return cache, pads, positions
 
 
 @torch.no_grad()
@@ -160,16 +174,10 @@ def sample_autoregressive(
     uncond_prefixes: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Content ids `[B, N]` of the output, one token at a time with a KV cache."""
-    device = next(model.parameters()).device
-    batch = len(prefixes)
-    ids, pads = _inputs(prefixes, uncond_prefixes, config, pad_id)
-    rows, width = ids.shape
-    generator = torch.Generator().manual_seed(config.seed)
+    device, batch, generator = next(model.parameters()).device, len(prefixes), torch.Generator().manual_seed(config.seed)
+    cache, pads, positions = _prefill(model, prefixes, uncond_prefixes, config, pad_id)
+    rows, width = positions.shape
     lo, hi = layout.ranges()
-    cache = DynamicCache()
-    positions = (torch.arange(width)[None, :] - pads[:, None]).clamp(min=0)
-    mask = _prefix_mask(pads, width)
-    _hidden(model, input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), cache=cache, use_cache=True)
     key_valid = torch.arange(width)[None, :] >= pads[:, None]  # [rows, keys]
     next_pos = positions[:, -1] + 1
 
@@ -215,16 +223,10 @@ def sample_maskgit(
     The prefix's keys and values are computed once; each step runs only the output region, samples every
     masked position, and keeps the most confident (log-probability plus annealed Gumbel noise) so that
     `N * cos(pi/2 * (s+1)/S)` stay masked after step s. Tokens once kept are never changed."""
-    device = next(model.parameters()).device
-    batch = len(prefixes)
-    ids, pads = _inputs(prefixes, uncond_prefixes, config, pad_id)
-    rows, width = ids.shape
-    generator = torch.Generator().manual_seed(config.seed)
+    device, batch, generator = next(model.parameters()).device, len(prefixes), torch.Generator().manual_seed(config.seed)
+    cache, pads, positions = _prefill(model, prefixes, uncond_prefixes, config, pad_id)
+    rows, width = positions.shape
     lo, hi = layout.ranges()
-    cache = DynamicCache()
-    positions = (torch.arange(width)[None, :] - pads[:, None]).clamp(min=0)
-    _hidden(model, input_ids=ids.to(device), attention_mask=_prefix_mask(pads, width).to(device), position_ids=positions.to(device),
-            cache=cache, use_cache=True)
 
     n = layout.content_length
     content = torch.full((batch, n), mask_id, dtype=torch.long)
