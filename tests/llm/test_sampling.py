@@ -100,3 +100,13 @@ def test_classifier_free_guidance(model: torch.nn.Module, sampler: str) -> None:
     a, b = run(plain), run(guided)
     check_ranges(b)
     assert not torch.equal(a, b)
+
+
+def test_draws_follow_the_softmax() -> None:
+    from videopoet.llm.sampling import _draw
+
+    probs = torch.tensor([0.5, 0.3, 0.2, 0.0])
+    logits = torch.log(probs).expand(20000, 4)
+    drawn = _draw(logits, SamplingConfig(), torch.Generator().manual_seed(0))
+    share = torch.bincount(drawn, minlength=4) / len(drawn)
+    assert torch.allclose(share, probs, atol=0.02) and share[3] == 0

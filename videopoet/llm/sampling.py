@@ -130,10 +130,12 @@ def _filter_logits(logits: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, con
 
 
 def _draw(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator) -> torch.Tensor:
+    """One sample per position from softmax(logits), by the Gumbel-max trick (one vectorised argmax,
+    much faster than `multinomial` over thousands of positions)."""
     if config.temperature == 0:
         return logits.argmax(-1)
-    probs = logits.softmax(-1)
-    return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:-1])
+    u = torch.rand(logits.shape, generator=generator).clamp_(min=1e-20)
+    return (logits - torch.log(-torch.log(u))).argmax(-1)
 
 
 def _guide(logits: torch.Tensor, batch: int, scale: float) -> torch.Tensor:
