@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from videopoet.config import from_dict, read_yaml  # noqa: E402
+from videopoet.config import load_section  # noqa: E402
 from videopoet.data.synthetic import HELDOUT_COMBOS, PITCH_HZ, ShapesConfig, render_audio  # noqa: E402
 from videopoet.eval.audio_metrics import si_sdr  # noqa: E402
 from videopoet.tokenizers.audio.tools import evaluate_files, load_audio_tokenizer  # noqa: E402
@@ -37,27 +37,10 @@ from videopoet.tokenizers.audio.train import (  # noqa: E402
     train_audio_tokenizer,
 )
 
-# Used when configs/tiny.yaml has no `audio_tokenizer` section (kept equal to the proposed one).
-TINY: dict[str, Any] = {
-    "model": {"sample_rate": 16000, "strides": [4, 4, 4, 5], "channels": 8, "latent_dim": 32, "levels": 2,
-              "codebook_size": 256, "causal": False},
-    "discriminator": {"n_ffts": [512, 256, 128], "filters": 8},
-    "loss": {"mel_weight": 1.0, "mel_windows": [64, 128, 256, 512, 1024], "waveform_l1_weight": 0.1,
-             "gan_weight": 1.0, "feature_matching_weight": 3.0, "disc_start": 1500},
-    "train": {"steps": 1000, "batch_size": 8, "optim": {"lr": 2e-3, "warmup_steps": 50}, "ema_decay": 0.99,
-              "log_every": 10, "val_every": 250, "sample_every": 500, "save_every": 250, "num_workers": 1},
-    "segment_seconds": 0.5,
-    "val_clips": 6,
-}  # fmt: skip
-
 
 def tiny_config(steps: int | None = None) -> AudioTokenizerTrainingConfig:
-    path = ROOT / "configs" / "tiny.yaml"
-    data = read_yaml(path).get("audio_tokenizer") if path.is_file() else None
-    data = dict(data or TINY)
-    if steps is not None:
-        data["train"] = {**data.get("train", {}), "steps": steps}
-    return from_dict(AudioTokenizerTrainingConfig, data, prefix="audio_tokenizer")
+    """The `audio_tokenizer` section of configs/tiny.yaml, optionally with another step count."""
+    return load_section("audio_tokenizer", ROOT / "configs" / "tiny.yaml", [f"train.steps={steps}"] if steps is not None else [])
 
 
 def calibrate(config: AudioTokenizerTrainingConfig, steps: int = 8) -> float:

@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from videopoet.config import from_dict, read_yaml  # noqa: E402
+from videopoet.config import load_section  # noqa: E402
 from videopoet.tokenizers.trainer import cpu_has_bf16  # noqa: E402
 from videopoet.tokenizers.video.model import PRESETS, VideoTokenizer  # noqa: E402
 from videopoet.tokenizers.video.train import (  # noqa: E402
@@ -36,17 +36,6 @@ from videopoet.tokenizers.video.train import (  # noqa: E402
     make_clip_source,
     train_video_tokenizer,
 )
-
-# Used when configs/tiny.yaml has no `video_tokenizer` section (kept equal to the proposed one).
-TINY: dict[str, Any] = {
-    "model": {"channels": 16, "channel_mult": [1, 2, 4, 4], "num_res_blocks": 1, "norm_groups": 8, "bits": 10,
-              "group_bits": 5, "frames": 17, "height": 64, "width": 64},
-    "discriminator": {"channels": 16, "channel_mult": [2, 4, 4], "temporal_stages": 2, "norm_groups": 8},
-    "loss": {"l1_weight": 1.0, "l2_weight": 1.0, "entropy_weight": 0.1, "entropy_weight_final": 0.01,
-             "entropy_anneal_steps": 150, "gan_weight": 0.1, "disc_start": 200},
-    "train": {"steps": 300, "batch_size": 4, "ema_decay": 0.98, "optim": {"lr": 1.0e-3, "warmup_steps": 20}},
-    "val_clips": 8,
-}  # fmt: skip
 
 
 def _time(fn, repeats: int) -> float:
@@ -93,9 +82,7 @@ def _fmt_row(row: dict[str, Any]) -> str:
 
 
 def _tiny_config() -> VideoTokenizerTrainingConfig:
-    path = ROOT / "configs" / "tiny.yaml"
-    data = read_yaml(path).get("video_tokenizer") if path.is_file() else None
-    return from_dict(VideoTokenizerTrainingConfig, data or TINY, prefix="video_tokenizer")
+    return load_section("video_tokenizer", ROOT / "configs" / "tiny.yaml")
 
 
 def _seconds_per_step(config: VideoTokenizerTrainingConfig) -> float:
