@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format clean
+.PHONY: install test demo lint format clean
+DEMO_OUT ?= runs/demo
 
 install: $(STAMP)
 
@@ -18,6 +19,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The whole pipeline on the shapes dataset (2-core CPU: about 15 minutes); re-running continues it.
+demo: install
+	$(BIN)/videopoet demo --out $(DEMO_OUT) --config configs/tiny.yaml
 
 lint: install
 	$(BIN)/ruff check videopoet tests

@@ -178,7 +178,7 @@ def _generate(args: argparse.Namespace) -> None:
         raise UserError(str(e)) from None
     request = GenerateRequest(task=args.task, prompt=args.prompt or "", image=args.image, video=args.video, audio=args.audio,
                               sampler=args.sampler, sampling=sampling, num_samples=args.num_samples, fps=args.fps,
-                              box=tuple(args.box) if args.box else None)
+                              box=tuple(args.box) if args.box else None, seconds=args.seconds)
     for sidecar in Generator(args.model).generate(request, args.out):
         print(f"{Path(args.out) / sidecar['file']}  ({sidecar['timings']['sample_s']:.2f} s sampling)")
 
@@ -191,6 +191,19 @@ def _eval_shapes(args: argparse.Namespace) -> None:
         _print_json(result)
     else:
         print(format_report(result))
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from videopoet.demo import run_demo
+
+    config = args.config if args.config is not None else Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    if not Path(config).is_file():
+        raise UserError(f"config {config} not found; pass --config configs/tiny.yaml from a checkout")
+    report = run_demo(args.out, config, list(args.overrides))
+    print(f"report: {args.out / 'report.md'}")
+    for sampler, acc in report["prompt_accuracy"].items():
+        seen, held = (f"{v:.0%}" if v is not None else "-" for v in (acc["seen"], acc["heldout"]))
+        print(f"{sampler}: prompt accuracy seen {seen}, held-out {held}, {report['seconds_per_clip'][sampler]:.2f} s per clip")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -351,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-samples", dest="num_samples", type=int, default=1)
     p.add_argument("--fps", type=float, default=8.0, help="frame rate of the clips the model was trained on")
+    p.add_argument("--seconds", type=float, help="make videos this long by repeatedly continuing from their last frames")
     p.add_argument("--out", required=True, type=Path, help="output folder")
 
     evaluate = _group(top, "eval", "score generated or reconstructed media")
@@ -372,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, type=Path, help="the run folder (llm_train.out)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--checkpoint", default="auto", help="auto (latest) or a checkpoint folder")
+
+    p = _command(top, "demo", "run the whole pipeline on the shapes dataset and write a scored report (make demo)", _demo)
+    p.add_argument("--out", required=True, type=Path, help="output folder (re-running continues an unfinished demo)")
+    _add_config_options(p)
 
     return parser
 

@@ -250,6 +250,7 @@ SECTIONS: dict[str, str] = {
     "tasks": "videopoet.data.tasks:TaskConfig",
     "llm": "videopoet.llm.model:LLMConfig",
     "llm_train": "videopoet.llm.train:LLMTrainConfig",
+    "demo": "videopoet.demo:DemoConfig",
 }
 
 

@@ -115,6 +115,20 @@ def test_ar_sampler_and_seeds(generator, inputs: Path, tmp_path: Path) -> None:
     assert not np.array_equal(*clips)  # another seed, another sample
 
 
+@pytest.mark.parametrize("sampler", ["ar", "maskgit"])
+def test_seconds_extends_by_continuation(generator, inputs: Path, tmp_path: Path, sampler: str) -> None:
+    from videopoet.data import io
+
+    # one clip is 9 frames (1.125 s at 8 fps); 3 s takes two continuation rounds of 8 new frames each
+    result = generator.generate(request("text_to_video_audio", inputs, sampler=sampler, seconds=3.0), tmp_path, name="long")
+    path = tmp_path / result[0]["file"]
+    assert path.name == "long_000.mp4"
+    info = io.probe(path)
+    assert info.video[0].num_frames == 24 and info.audio and abs(info.duration_s - 3.0) < 0.2
+    frames = io.read_clip(path, 0.0, 24, 8.0)
+    assert frames.shape == (24, 32, 32, 3)
+
+
 def test_bad_inputs(generator, inputs: Path, model_dir: Path, tmp_path: Path) -> None:
     from videopoet.data import io
     from videopoet.llm.generate import GenerateError, Generator
@@ -126,6 +140,8 @@ def test_bad_inputs(generator, inputs: Path, model_dir: Path, tmp_path: Path) ->
         generator.generate(request("image_to_video", inputs, image=str(tmp_path / "big.png")), tmp_path)
     with pytest.raises(GenerateError, match="no vocab.json"):
         Generator(tmp_path)
+    with pytest.raises(GenerateError, match="--seconds"):
+        generator.generate(request("text_to_image", inputs, seconds=3.0), tmp_path)
     generator.tasks.mixture["video_outpainting"] = 0.0
     try:
         with pytest.raises(GenerateError, match="not trained on video_outpainting"):

@@ -45,6 +45,7 @@ class GenerateRequest:
     num_samples: int = 1
     fps: float = 8.0
     box: tuple[float, float, float, float] | None = None  # inpainting box (top, left, height, width) as shares of the frame
+    seconds: float | None = None  # extend video outputs to this length by repeated continuation (None: one clip)
 
 
 class Generator:
@@ -150,8 +151,9 @@ class Generator:
         return cond, uncond
 
     # ---- sampling and decoding -------------------------------------------------------------------------
-    def generate(self, request: GenerateRequest, out_dir: str | Path) -> list[dict[str, Any]]:
-        """Sample `num_samples` outputs and write them with JSON sidecars; returns the sidecars."""
+    def generate(self, request: GenerateRequest, out_dir: str | Path, name: str | None = None) -> list[dict[str, Any]]:
+        """Sample `num_samples` outputs and write them with JSON sidecars (files `NAME_000.mp4`, ...; NAME
+        defaults to `TASK_SAMPLER`); returns the sidecars."""
         if request.task not in TASKS:
             raise GenerateError(f"unknown task {request.task!r}; tasks are: {', '.join(TASKS)}")
         if self.tasks.mixture.get(request.task, 0) <= 0:
@@ -160,6 +162,11 @@ class Generator:
             raise GenerateError(f"{request.task} needs an audio tokenizer, and this model has none")
         if request.sampler not in ("ar", "maskgit"):
             raise GenerateError(f"--sampler must be ar or maskgit, got {request.sampler!r}")
+        if request.seconds is not None:
+            if request.task in ("video_to_audio", "text_to_image") or request.seconds <= 0:
+                raise GenerateError("--seconds takes a positive length and a task that makes video")
+            if self.tasks.mixture.get("video_continuation", 0) <= 0:
+                raise GenerateError("--seconds extends clips with video continuation, which this model was not trained on")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         audio_shape = self._audio_shape(request.fps)
@@ -177,7 +184,7 @@ class Generator:
             else:
                 content = sample_maskgit(self.model, prefixes, layout, sampling, pad, mask, unconds)
             sample_s = time.perf_counter() - started
-            path = self._write(request, content[0], layout, out_dir / f"{request.task}_{request.sampler}_{i:03d}")
+            path = self._write(request, content[0], layout, out_dir / f"{name or f'{request.task}_{request.sampler}'}_{i:03d}", sampling)
             sidecar = {
                 "file": path.name,
                 "prompt": request.prompt,
@@ -192,31 +199,83 @@ class Generator:
             results.append(sidecar)
         return results
 
-    def _write(self, request: GenerateRequest, content: torch.Tensor, layout: Any, stem: Path) -> Path:
-        task, v = request.task, self.vocab
+    def _decode(self, request: GenerateRequest, content: torch.Tensor, layout: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Sampled content -> (uint8 frames `[T, H, W, 3]` or None, waveform or None)."""
+        v = self.vocab
         t, h, w = self.latent
-        parts, start = [], 0
-        for block in layout.blocks:
-            parts.append(content[start : start + len(block)].numpy())
-            start += len(block)
         video_ids = audio = None
-        for part, block in zip(parts, layout.blocks):
+        start = 0
+        for block in layout.blocks:
+            part = content[start : start + len(block)].numpy()
+            start += len(block)
             if block.open_id == v.token_id("<bov_o>"):
                 video_ids = v.global_to_video(part)
             else:
                 levels, frames = self._audio_shape(request.fps)
                 codes = v.global_to_audio(part.reshape(levels, frames))
                 audio = self.audio_tok.decode_to_waveforms(codes[None])[0]
-        if task == "video_continuation":
+        if video_ids is None:
+            return None, audio
+        if request.task == "video_continuation":
             given = v.global_to_video(self._video_input(request)[: self.tasks.continuation_frames].reshape(-1))
             video_ids = np.concatenate([given, video_ids])
-        if task == "video_to_audio":
+        latent_t = len(video_ids) // (h * w)
+        return self.video_tok.decode_to_frames(video_ids.reshape(latent_t, h, w)).numpy(), audio
+
+    def _extend(self, request: GenerateRequest, frames: np.ndarray, audio: np.ndarray | None,
+                sampling: SamplingConfig) -> tuple[np.ndarray, np.ndarray | None]:
+        """Continue `frames` until they last `request.seconds`: each round encodes the last frames as the
+        continuation task's input latent frames, samples the rest of a clip, and appends its new frames;
+        the sound of each new part comes from video-to-audio on that clip."""
+        need = round(request.seconds * request.fps)
+        k, tf = self.tasks.continuation_frames, self.video_tok.config.temporal_factor
+        overlap = 1 + (k - 1) * tf  # frames that make k latent frames
+        _, h, w = self.latent
+        layout = self.builder.output_layout("video_continuation", self.latent)
+        pad, mask = self.vocab.token_id("<pad>"), self.vocab.token_id("<mask>")
+        with_audio = audio is not None and self.tasks.mixture.get("video_to_audio", 0) > 0
+        parts, sounds, total, round_ = [frames], [audio], len(frames), 0
+        while total < need:
+            round_ += 1
+            step = SamplingConfig(**{**asdict(sampling), "seed": sampling.seed + 1000 * round_})
+            given = self.video_tok.encode_frames(parts[-1][-overlap:]).numpy()
+            prefix = [torch.tensor(self.builder.prefix("video_continuation", self.height, self.width, None, self.vocab.video_to_global(given)))]
+            if request.sampler == "ar":
+                content = sample_autoregressive(self.model, prefix, layout, step, pad)
+            else:
+                content = sample_maskgit(self.model, prefix, layout, step, pad, mask)
+            ids = np.concatenate([given.reshape(-1), self.vocab.global_to_video(content[0].numpy())])
+            clip = self.video_tok.decode_to_frames(ids.reshape(-1, h, w)).numpy()
+            parts.append(clip[overlap:])
+            total += len(clip) - overlap
+            if with_audio:
+                sounds.append(self._clip_audio(clip, request.fps, step)[round(overlap / request.fps * self.audio_tok.sample_rate) :])
+        frames = np.concatenate(parts)[:need]
+        if audio is None:
+            return frames, None
+        wav = np.concatenate(sounds) if with_audio else np.concatenate([audio, np.zeros(round(need / request.fps * self.audio_tok.sample_rate), np.float32)])
+        return frames, wav[: round(need / request.fps * self.audio_tok.sample_rate)]
+
+    def _clip_audio(self, clip: np.ndarray, fps: float, sampling: SamplingConfig) -> np.ndarray:
+        """Video-to-audio on one decoded clip (the sound of an extension)."""
+        gvideo = self.vocab.video_to_global(self.video_tok.encode_frames(clip).numpy())
+        prefix = [torch.tensor(self.builder.prefix("video_to_audio", self.height, self.width, None, gvideo))]
+        levels, frames = self._audio_shape(fps)
+        layout = self.builder.output_layout("video_to_audio", self.latent, (levels, frames))
+        pad, mask = self.vocab.token_id("<pad>"), self.vocab.token_id("<mask>")
+        content = sample_maskgit(self.model, prefix, layout, sampling, pad, mask)[0].numpy()
+        codes = self.vocab.global_to_audio(content.reshape(levels, frames))
+        return self.audio_tok.decode_to_waveforms(codes[None])[0]
+
+    def _write(self, request: GenerateRequest, content: torch.Tensor, layout: Any, stem: Path, sampling: SamplingConfig) -> Path:
+        frames, audio = self._decode(request, content, layout)
+        if frames is not None and request.seconds is not None and request.task != "text_to_image":
+            frames, audio = self._extend(request, frames, audio, sampling)
+        if frames is None:
             path = stem.with_suffix(".wav")
             io.write_audio(path, audio, self.audio_tok.sample_rate)
             return path
-        latent_t = len(video_ids) // (h * w)
-        frames = self.video_tok.decode_to_frames(video_ids.reshape(latent_t, h, w)).numpy()
-        if task == "text_to_image":
+        if request.task == "text_to_image":
             path = stem.with_suffix(".png")
             io.write_image(path, frames[0])
             return path

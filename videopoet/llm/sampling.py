@@ -12,7 +12,9 @@ position ids and 4D masks keep the padding invisible.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +112,23 @@ def _head(model: torch.nn.Module, hidden: torch.Tensor, base: int, top: int) -> 
 def _hidden(model: torch.nn.Module, **inputs) -> torch.Tensor:
     """Last hidden states of the backbone (the head is applied per slice by `_head`)."""
     return model.model(**inputs).last_hidden_state
+
+
+@contextlib.contextmanager
+def _unmasked(model: torch.nn.Module) -> Iterator[dict]:
+    """Full (bidirectional) attention with no mask tensor at all: the config flag makes transformers skip
+    building a mask and `is_causal=False` reaches SDPA, which then runs its fused kernel instead of the
+    plain one it needs for an explicit mask. Yields the extra forward kwargs."""
+    config = model.config
+    before = getattr(config, "is_causal", None)
+    config.is_causal = False
+    try:
+        yield {"is_causal": False}
+    finally:
+        if before is None:
+            del config.is_causal
+        else:
+            config.is_causal = before
 
 
 def _filter_logits(logits: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
@@ -237,10 +256,15 @@ def sample_maskgit(
     key_valid = torch.cat([torch.arange(width)[None, :] >= pads[:, None], torch.ones(rows, region_len, dtype=torch.bool)], dim=1)
     region_mask = key_valid[:, None, None, :].expand(rows, 1, region_len, width + region_len)
     region_pos = positions[:, -1:] + 1 + torch.arange(region_len)[None, :]
+    padded = bool(pads.any())
     for step in range(config.steps):
         region = layout.full_ids(content).repeat(rows // batch, 1)
-        hidden = _hidden(model, input_ids=region.to(device), attention_mask=region_mask.to(device), position_ids=region_pos.to(device),
-                         cache=cache, use_cache=True)[:, slots]
+        inputs = dict(input_ids=region.to(device), position_ids=region_pos.to(device), cache=cache, use_cache=True)
+        if padded:  # left padding must stay invisible: an explicit mask
+            hidden = _hidden(model, attention_mask=region_mask.to(device), **inputs)[:, slots]
+        else:  # every key is real and the output sees all of them
+            with _unmasked(model) as extra:
+                hidden = _hidden(model, **inputs, **extra)[:, slots]
         cache.crop(-region_len)  # keep only the prefix
         sampled = torch.empty(batch, n, dtype=torch.long)
         logp = torch.empty(batch, n)

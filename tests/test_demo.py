@@ -1,0 +1,90 @@
+"""`videopoet demo` end to end at toy sizes: every stage runs, the report is written, a re-run skips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TOY = {
+    "shapes": {"size": 32, "frames": 9},
+    "text_tokenizer": {"vocab_size": 300},
+    "video_tokenizer": {
+        "model": {"channels": 8, "channel_mult": [1, 2, 4, 4], "norm_groups": 4, "bits": 10, "group_bits": 5,
+                  "frames": 9, "height": 32, "width": 32},
+        "discriminator": {"channels": 8, "norm_groups": 4},
+        "train": {"steps": 2, "batch_size": 2, "val_every": 2, "sample_every": 2, "save_every": 2, "log_every": 1,
+                  "num_workers": 0, "precision": "fp32"},
+        "val_clips": 2,
+    },
+    "audio_tokenizer": {"model": {"strides": [4, 4, 4, 5], "channels": 4, "latent_dim": 16, "levels": 2, "codebook_size": 64},
+                        "segment_seconds": 0.5, "train": {"steps": 2, "batch_size": 2, "val_every": 2, "sample_every": 2, "save_every": 2,
+                                  "log_every": 1, "num_workers": 0}, "val_clips": 2},
+    "tasks": {"max_text_tokens": 32},
+    "llm": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position_embeddings": 512},
+    "llm_train": {"steps": 2, "micro_batch_size": 2, "val_every": 2, "save_every": 2, "log_every": 1, "precision": "fp32",
+                  "deepspeed": str(ROOT / "deploy/deepspeed/zero0.json")},
+    "demo": {"clips": 20, "nproc": 1, "prompts_per_split": 1, "cross_modal_clips": 1, "maskgit_steps": 2,
+             "contact_sheet_samples": 1},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    from videopoet.demo import run_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    (root / "toy.yaml").write_text(yaml.safe_dump(TOY))
+    report = run_demo(root / "out", root / "toy.yaml", log=lambda _: None)
+    return root, report
+
+
+def test_demo_writes_report_samples_and_sheet(demo_run: tuple[Path, dict]) -> None:
+    root, report = demo_run
+    out = root / "out"
+    assert json.loads((out / "report.json").read_text()) == report
+    assert set(report["prompt_accuracy"]) == {"ar", "maskgit"}
+    for sampler in ("ar", "maskgit"):
+        for split in ("seen", "heldout"):
+            acc = report["prompt_accuracy"][sampler][split]
+            assert acc is not None and 0 <= acc <= 1
+            videos = list((out / "samples" / sampler / split).glob("*.mp4"))
+            assert len(videos) == 1 and videos[0].with_suffix(".json").is_file()
+        assert report["seconds_per_clip"][sampler] > 0
+    assert list((out / "samples" / "video_to_audio").glob("*.wav")) and list((out / "samples" / "audio_to_video").glob("*.mp4"))
+    assert report["video_to_audio_pitch_accuracy"] is not None and report["audio_to_video_shape_accuracy"] is not None
+    assert report["llm"]["steps"] == 2 and report["llm"]["loss_curve"]["train"]
+    assert (out / "contact_sheet.png").stat().st_size > 0 and len(report["contact_sheet"]["rows"]) == 4
+    md = (out / "report.md").read_text()
+    assert "Prompt accuracy" in md and "maskgit" in md
+    assert "psnr" in report["tokenizers"]["video"]["val"]
+
+
+def test_demo_rerun_skips_finished_stages(demo_run: tuple[Path, dict]) -> None:
+    from videopoet.demo import STAGES, run_demo
+
+    root, report = demo_run
+    lines: list[str] = []
+    again = run_demo(root / "out", root / "toy.yaml", log=lines.append)
+    assert again == report
+    assert len(lines) == len(STAGES) and all("skipped" in line for line in lines)
+
+
+def test_demo_refuses_another_config(demo_run: tuple[Path, dict]) -> None:
+    from videopoet.demo import DemoError, run_demo
+
+    root, _ = demo_run
+    with pytest.raises(DemoError, match="another config"):
+        run_demo(root / "out", root / "toy.yaml", ["demo.maskgit_steps=3"], log=lambda _: None)
+
+
+def test_demo_checks_clip_sizes(tmp_path: Path) -> None:
+    from videopoet.demo import Demo, DemoError
+
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(TOY))
+    with pytest.raises(DemoError, match="same frames and size"):
+        Demo(tmp_path / "out", tmp_path / "toy.yaml", ["shapes.size=64"])
