@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,12 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
     root = tmp_path_factory.mktemp("demo")
     (root / "toy.yaml").write_text(yaml.safe_dump(TOY))
-    report = run_demo(root / "out", root / "toy.yaml", log=lambda _: None)
+    cwd = os.getcwd()
+    os.chdir(root)  # relative paths, as `make demo` passes them
+    try:
+        report = run_demo(Path("out"), Path("toy.yaml"), log=lambda _: None)
+    finally:
+        os.chdir(cwd)
     return root, report
 
 

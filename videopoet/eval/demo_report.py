@@ -35,9 +35,9 @@ def score_samples(samples: Path) -> dict[str, Any]:
             "samples": len(members),
             "accuracy": result["accuracy"],
             "seconds_per_clip": float(np.mean([r["sample_s"] for r in members])),
-            "files": [{"file": Path(f["file"]).relative_to(samples.resolve()).as_posix() if Path(f["file"]).is_absolute() else f["file"],
-                       "reading": f["reading"], "correct": f["correct"]} for f in result["files"]],
-        }  # fmt: skip
+            "files": [{"file": r["file"], "reading": f["reading"], "correct": f["correct"]}
+                      for r, f in zip(members, result["files"], strict=True)],  # evaluate keeps the order
+        }
     return scores
 
 
