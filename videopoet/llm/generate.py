@@ -172,17 +172,13 @@ class Generator:
         audio_shape = self._audio_shape(request.fps)
         layout = self.builder.output_layout(request.task, self.latent, audio_shape)
         cond, uncond = self.prefixes(request)
-        pad, mask = self.vocab.token_id("<pad>"), self.vocab.token_id("<mask>")
         results = []
         for i in range(request.num_samples):
             sampling = SamplingConfig(**{**asdict(request.sampling), "seed": request.sampling.seed + i})
             started = time.perf_counter()
             prefixes = [torch.tensor(cond)]
             unconds = [torch.tensor(uncond)] if uncond is not None else None
-            if request.sampler == "ar":
-                content = sample_autoregressive(self.model, prefixes, layout, sampling, pad, unconds)
-            else:
-                content = sample_maskgit(self.model, prefixes, layout, sampling, pad, mask, unconds)
+            content = self._sample(request.sampler, prefixes, layout, sampling, unconds)
             sample_s = time.perf_counter() - started
             path = self._write(request, content[0], layout, out_dir / f"{name or f'{request.task}_{request.sampler}'}_{i:03d}", sampling)
             sidecar = {
@@ -198,6 +194,13 @@ class Generator:
             path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
             results.append(sidecar)
         return results
+
+    def _sample(self, sampler: str, prefixes: list[torch.Tensor], layout: Any, sampling: SamplingConfig,
+                uncond: list[torch.Tensor] | None = None) -> torch.Tensor:
+        pad, mask = self.vocab.token_id("<pad>"), self.vocab.token_id("<mask>")
+        if sampler == "ar":
+            return sample_autoregressive(self.model, prefixes, layout, sampling, pad, uncond)
+        return sample_maskgit(self.model, prefixes, layout, sampling, pad, mask, uncond)
 
     def _decode(self, request: GenerateRequest, content: torch.Tensor, layout: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Sampled content -> (uint8 frames `[T, H, W, 3]` or None, waveform or None)."""
@@ -232,7 +235,6 @@ class Generator:
         overlap = 1 + (k - 1) * tf  # frames that make k latent frames
         _, h, w = self.latent
         layout = self.builder.output_layout("video_continuation", self.latent)
-        pad, mask = self.vocab.token_id("<pad>"), self.vocab.token_id("<mask>")
         with_audio = audio is not None and self.tasks.mixture.get("video_to_audio", 0) > 0
         parts, sounds, total, round_ = [frames], [audio], len(frames), 0
         while total < need:
@@ -240,10 +242,7 @@ class Generator:
             step = SamplingConfig(**{**asdict(sampling), "seed": sampling.seed + 1000 * round_})
             given = self.video_tok.encode_frames(parts[-1][-overlap:]).numpy()
             prefix = [torch.tensor(self.builder.prefix("video_continuation", self.height, self.width, None, self.vocab.video_to_global(given)))]
-            if request.sampler == "ar":
-                content = sample_autoregressive(self.model, prefix, layout, step, pad)
-            else:
-                content = sample_maskgit(self.model, prefix, layout, step, pad, mask)
+            content = self._sample(request.sampler, prefix, layout, step)
             ids = np.concatenate([given.reshape(-1), self.vocab.global_to_video(content[0].numpy())])
             clip = self.video_tok.decode_to_frames(ids.reshape(-1, h, w)).numpy()
             parts.append(clip[overlap:])
@@ -262,8 +261,7 @@ class Generator:
         prefix = [torch.tensor(self.builder.prefix("video_to_audio", self.height, self.width, None, gvideo))]
         levels, frames = self._audio_shape(fps)
         layout = self.builder.output_layout("video_to_audio", self.latent, (levels, frames))
-        pad, mask = self.vocab.token_id("<pad>"), self.vocab.token_id("<mask>")
-        content = sample_maskgit(self.model, prefix, layout, sampling, pad, mask)[0].numpy()
+        content = self._sample("maskgit", prefix, layout, sampling)[0].numpy()
         codes = self.vocab.global_to_audio(content.reshape(levels, frames))
         return self.audio_tok.decode_to_waveforms(codes[None])[0]
 

@@ -33,7 +33,7 @@ def init_distributed() -> tuple[int, int, int]:
         os.environ.setdefault("LOCAL_RANK", "0")
         os.environ.setdefault("WORLD_SIZE", "1")
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
     backend = "nccl" if torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") != "cpu" else "gloo"
     deepspeed.init_distributed(dist_backend=backend)
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -164,6 +164,15 @@ def launch_command(
     return cmd + list(overrides)
 
 
+def free_port() -> int:
+    """A TCP port the OS reports free on this machine, for a local launch's rendezvous."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def launch_local(nproc: int, config: str | Path | None, overrides: list[str], resume: str = "auto") -> int:
     """Run training on this machine with the deepspeed launcher; returns its exit status. Without a GPU
     the ranks run on the CPU (DS_ACCELERATOR=cpu, gloo)."""
@@ -172,5 +181,5 @@ def launch_local(nproc: int, config: str | Path | None, overrides: list[str], re
     env = dict(os.environ)
     if not torch.cuda.is_available():
         env.setdefault("DS_ACCELERATOR", "cpu")
-    port = 29500 + os.getpid() % 2000
+    port = free_port()  # a fixed or pid-derived port collides with a run that just ended (TIME_WAIT)
     return subprocess.call(launch_command(nproc, config, overrides, resume, master_port=port), env=env)
