@@ -153,7 +153,7 @@ class Demo:
 
     def _media_tokenizer(self, kind: str) -> dict[str, Any]:
         folder = self.paths[kind]
-        if (folder / "model.safetensors").is_file() and (folder / "config.json").is_file() and (folder / "train_result.json").is_file():
+        if (folder / "train_result.json").is_file():  # written after the tokenizer folder is complete
             return json.loads((folder / "train_result.json").read_text())
         resume = (folder / "checkpoints" / "latest").exists()
         config = self.sections[f"{kind}_tokenizer"]

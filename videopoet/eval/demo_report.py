@@ -9,22 +9,17 @@ from typing import Any
 
 import numpy as np
 
+from videopoet.data.synthetic import read_metadata
 from videopoet.eval.shapes import evaluate
 
 SEEN_TARGET = 0.9  # prompt accuracy on seen combinations, each sampler
 SPEEDUP_TARGET = 10.0  # MaskGIT seconds per clip vs autoregressive
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def score_samples(samples: Path) -> dict[str, Any]:
     """Oracle accuracy per group of `samples/metadata.jsonl` ("ar/seen", "maskgit/heldout",
     "video_to_audio", ...), with each group's mean sampling seconds per clip."""
-    rows = _read_jsonl(samples / "metadata.jsonl")
+    rows = read_metadata(samples / "metadata.jsonl")
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(row["group"], []).append(row)
@@ -43,7 +38,7 @@ def score_samples(samples: Path) -> dict[str, Any]:
 
 def loss_curve(run_dir: Path) -> dict[str, list[list[float]]]:
     """[step, loss] and [step, val_loss] pairs from the run's history.jsonl."""
-    history = _read_jsonl(run_dir / "history.jsonl")
+    history = read_metadata(run_dir / "history.jsonl") if (run_dir / "history.jsonl").is_file() else []
     return {
         "train": [[r["step"], r["loss"]] for r in history if "loss" in r],
         "val": [[r["step"], r["val_loss"]] for r in history if "val_loss" in r],
