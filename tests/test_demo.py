@@ -68,6 +68,13 @@ def test_demo_writes_report_samples_and_sheet(demo_run: tuple[Path, dict]) -> No
     md = (out / "report.md").read_text()
     assert "Prompt accuracy" in md and "maskgit" in md
     assert "psnr" in report["tokenizers"]["video"]["val"]
+    round_trip = report["tokenizer_round_trip"]
+    assert set(round_trip) == {"val", "heldout"}
+    for split in round_trip.values():
+        assert split["clips"] > 0
+        assert all(0 <= split[k] <= 1 for k in ("color", "shape", "direction", "all", "pitch"))
+        assert split["all"] <= min(split["color"], split["shape"], split["direction"])
+    assert "tokenizer round trip" in md
 
 
 def test_demo_rerun_skips_finished_stages(demo_run: tuple[Path, dict]) -> None:

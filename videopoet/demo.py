@@ -206,9 +206,11 @@ class Demo:
         return generate_samples(self.paths["model"], self.paths["shapes"], self.paths["samples"], self.demo)
 
     def stage_report(self) -> dict[str, Any]:
-        from videopoet.eval.demo_report import write_report
+        from videopoet.eval.demo_report import tokenizer_round_trip, write_report
 
-        report = write_report(self.out, self._state(), self.demo)
+        round_trip = tokenizer_round_trip(self.paths["shapes"], self.paths["video"], self.paths["audio"],
+                                          self.demo.prompts_per_split, self.sections["shapes"].fps)
+        report = write_report(self.out, self._state(), self.demo, round_trip)
         return {"prompt_accuracy": report["prompt_accuracy"]}
 
 

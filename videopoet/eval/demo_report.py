@@ -36,6 +36,37 @@ def score_samples(samples: Path) -> dict[str, Any]:
     return scores
 
 
+def tokenizer_round_trip(shapes_dir: Path, video_dir: Path, audio_dir: Path, clips: int, fps: float) -> dict[str, Any]:
+    """The oracle's accuracy on dataset clips passed through the trained tokenizers and back, per split
+    ("val": seen combinations, "heldout"): the most the LLM's samples can score, since whatever it
+    generates is decoded by the same tokenizers. Video: color, shape, direction and all three from the
+    decoded frames; audio: the shape read from the decoded tone's pitch."""
+    from videopoet.data.io import read_audio, read_clip
+    from videopoet.eval.shapes import pitch_to_shape, read_audio_pitch, read_frames
+    from videopoet.tokenizers.checkpoint import load_tokenizer
+
+    video, audio = load_tokenizer(video_dir, "video").eval(), load_tokenizer(audio_dir, "audio").eval()
+    cfg = video.config
+    rows = read_metadata(shapes_dir / "metadata.jsonl")
+    result: dict[str, Any] = {}
+    for split in ("val", "heldout"):
+        chosen = [r for r in rows if r.get("split") == split][:clips]
+        hits = {k: 0 for k in ("color", "shape", "direction", "all", "pitch")}
+        for row in chosen:
+            path = shapes_dir / row["file"]
+            frames = read_clip(path, 0.0, cfg.frames, fps, size=(cfg.height, cfg.width), pad=True)
+            reading = read_frames(video.decode_to_frames(video.encode_frames(frames)).numpy())
+            got = {k: getattr(reading, k) == row[k] for k in ("color", "shape", "direction")}
+            wav = read_audio(path, 0.0, cfg.frames / fps, sample_rate=audio.config.sample_rate, pad=True)
+            back = audio.decode_to_waveforms(audio.encode_waveforms(wav[None]), num_samples=wav.shape[0])[0]
+            got["pitch"] = pitch_to_shape(read_audio_pitch(back, audio.config.sample_rate)) == row["shape"]
+            got["all"] = got["color"] and got["shape"] and got["direction"]
+            for k, ok in got.items():
+                hits[k] += ok
+        result[split] = {"clips": len(chosen), **{k: v / max(1, len(chosen)) for k, v in hits.items()}}
+    return result
+
+
 def loss_curve(run_dir: Path) -> dict[str, list[list[float]]]:
     """[step, loss] and [step, val_loss] pairs from the run's history.jsonl."""
     history = read_metadata(run_dir / "history.jsonl") if (run_dir / "history.jsonl").is_file() else []
@@ -73,9 +104,9 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def write_report(out: Path, state: dict[str, Any], demo: Any) -> dict[str, Any]:
+def write_report(out: Path, state: dict[str, Any], demo: Any, round_trip: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score the samples under `out/samples` and write `out/report.json`, `out/report.md` and
-    `out/contact_sheet.png`; returns the report."""
+    `out/contact_sheet.png`; returns the report. `round_trip`: `tokenizer_round_trip`'s result, if measured."""
     samples = out / "samples"
     scores = score_samples(samples)
     stages = state.get("stages", {})
@@ -100,6 +131,7 @@ def write_report(out: Path, state: dict[str, Any], demo: Any) -> dict[str, Any]:
         "maskgit_speedup": speedup,
         "targets": targets,
         "tokenizers": {k: stages.get(k, {}) for k in ("text", "video", "audio")},
+        "tokenizer_round_trip": round_trip,
         "llm": {"steps": stages.get("llm", {}).get("step"), "loss_curve": loss_curve(out / "llm")},
         "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
         "total_seconds": sum(v["seconds"] for v in stages.values()),
@@ -129,6 +161,12 @@ def format_markdown(report: dict[str, Any]) -> str:
     for kind, info in report["tokenizers"].items():
         metrics = ", ".join(f"{k} {v:.3g}" for k, v in (info.get("val") or {}).items())
         lines.append(f"- {kind}: " + (metrics or ", ".join(f"{k} {v}" for k, v in info.items() if k != "seconds")))
+    if report.get("tokenizer_round_trip"):
+        lines += ["", "Oracle on dataset clips after a tokenizer round trip (the ceiling for generated samples):", "",
+                  "| split | clips | all | color | shape | direction | pitch |", "|---|---|---|---|---|---|---|"]
+        for split, r in report["tokenizer_round_trip"].items():
+            lines.append(f"| {split} | {r['clips']} | {_pct(r['all'])} | {_pct(r['color'])} | {_pct(r['shape'])} | "
+                         f"{_pct(r['direction'])} | {_pct(r['pitch'])} |")
     curve = report["llm"]["loss_curve"]
     lines += ["", "## LLM", "", f"- steps: {report['llm']['steps']}"]
     if curve["train"]:
