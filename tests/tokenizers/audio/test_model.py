@@ -224,3 +224,19 @@ def test_bf16_autocast_forward_is_finite():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         recon, out = model(noise(512, b=2))
     assert torch.isfinite(recon.float()).all() and out.commitment_loss.dtype == torch.float32
+
+
+def test_unquantized_forward_skips_and_leaves_the_quantizer_alone():
+    torch.manual_seed(0)
+    model = AudioTokenizer(small()).train()
+    before = model.quantizer.codebooks.clone()
+    wav = noise(1001, b=2)
+    recon, out = model(wav, quantize=False)
+    assert recon.shape == wav.shape and out.codes.shape == (2, 0, 126)
+    assert float(out.commitment_loss) == 0.0 and out.stats == {}
+    assert not bool(model.quantizer.initialized) and torch.equal(model.quantizer.codebooks, before)
+    waveform_l1(recon, wav).backward()
+    for name, p in [*model.encoder.named_parameters(), *model.decoder.named_parameters()]:
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name} got no gradient"
+    model(wav)  # the first quantized training pass initialises the codebooks on these latents
+    assert bool(model.quantizer.initialized) and not torch.equal(model.quantizer.codebooks, before)

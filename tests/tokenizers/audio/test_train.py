@@ -15,6 +15,7 @@ from videopoet.data.io import write_audio
 from videopoet.errors import UserError
 from videopoet.tokenizers.audio.model import preset
 from videopoet.tokenizers.audio.train import (
+    AudioLossConfig,
     AudioSolver,
     AudioTokenizerTrainingConfig,
     ShapesSource,
@@ -24,12 +25,12 @@ from videopoet.tokenizers.audio.train import (
 from videopoet.tokenizers.checkpoint import latest_checkpoint, load_tokenizer
 
 
-def tiny_config(steps: int = 3, disc_start: int = 2) -> AudioTokenizerTrainingConfig:
+def tiny_config(steps: int = 3, disc_start: int = 2, **loss) -> AudioTokenizerTrainingConfig:
     """The tiny preset with a small discriminator, short crops and a fast loop."""
     return from_dict(AudioTokenizerTrainingConfig, {
         "model": to_dict(preset("tiny")),
         "discriminator": {"n_ffts": [256, 128], "filters": 4},
-        "loss": {"disc_start": disc_start, "mel_windows": [128, 256]},
+        "loss": {"disc_start": disc_start, "mel_windows": [128, 256], **loss},
         "train": {"steps": steps, "batch_size": 2, "optim": {"lr": 1e-3, "warmup_steps": 1}, "precision": "fp32",
                   "num_workers": 0, "device": "cpu", "log_every": 1, "val_every": 100, "sample_every": 100,
                   "save_every": 2},
@@ -65,6 +66,44 @@ def test_discriminator_switches_on_at_disc_start() -> None:
     d_loss, d_logs = solver.discriminator_loss(batch, recon, 1)
     d_loss.backward()
     assert any(p.grad is not None for p in solver.discriminator.parameters())
+
+
+def test_quantizer_and_mel_warm_ups() -> None:
+    config = tiny_config(disc_start=10, quantizer_start=2, mel_start=1, mel_log_eps=0.1)
+    solver = AudioSolver(config, make_audio_source("shapes", config))
+    assert solver.mel_loss.eps == 0.1
+    batch = solver.sample_batch(np.random.default_rng(0))
+    loss, logs, _ = solver.generator_loss(batch, step=0)  # plain autoencoder, waveform L1 alone
+    assert "mel" not in logs and logs["commitment"] == 0 and torch.isfinite(loss)
+    assert loss.item() == pytest.approx(logs["wave_l1"] * config.loss.waveform_l1_weight)
+    assert not bool(solver.model.quantizer.initialized)
+    metrics = solver.evaluate(solver.model)  # before the quantizer: the autoencoder is scored, no usage
+    assert metrics["quantized"] == 0 and "usage_l0" not in metrics and np.isfinite(metrics["si_sdr"])
+    solver.model.train()
+    _, logs, _ = solver.generator_loss(batch, step=1)  # mel on, quantizer still off
+    assert "mel" in logs and not bool(solver.model.quantizer.initialized)
+    _, logs, _ = solver.generator_loss(batch, step=2)  # quantizer on: k-means on these latents
+    assert bool(solver.model.quantizer.initialized) and "rvq/usage/level0" in logs
+    metrics = solver.evaluate(solver.model)
+    assert metrics["quantized"] == 1 and "usage_l1" in metrics
+    short = AudioSolver(tiny_config(steps=3, quantizer_start=100), make_audio_source("shapes", config))
+    assert [short.quantizer_on(s) for s in range(3)] == [False, False, True]  # the last step always quantizes
+
+
+def test_run_shorter_than_the_quantizer_warm_up_saves_initialised_codebooks(tmp_path: Path) -> None:
+    train_audio_tokenizer(tiny_config(steps=2, disc_start=10, quantizer_start=50), "shapes", tmp_path / "run")
+    assert bool(load_tokenizer(tmp_path / "run", "audio").quantizer.initialized)
+
+
+def test_loss_schedule_validation() -> None:
+    with pytest.raises(ValueError, match="quantizer_start"):
+        AudioLossConfig(quantizer_start=-1)
+    with pytest.raises(ValueError, match="mel_start > 0 needs waveform_l1_weight"):
+        AudioLossConfig(mel_start=5, waveform_l1_weight=0.0)
+    with pytest.raises(ValueError, match="mel_log_eps"):
+        AudioLossConfig(mel_log_eps=0.0)
+    with pytest.raises(UserError, match="quantizer_start must be >= 0"):  # from the config file: a clear error
+        tiny_config(quantizer_start=-1)
 
 
 def test_sources(tmp_path: Path) -> None:

@@ -9,6 +9,13 @@ empty. Spectrograms are computed in float32 even under bf16 autocast.
 
 The mel loss ignores phase: on pure tones it can be low while SI-SDR is poor; the waveform L1 and the
 adversarial losses are what align phase.
+
+`eps` is the floor of the log term. A pure tone's mel spectrum is nearly empty, so with a low floor (1e-5,
+about 100 dB below a loud tone) the log term is ruled by the empty bins: a reconstruction with noise 20 dB
+below the tone scores about as badly as silence, and worse than a clean tone of the wrong pitch. Training
+the `tiny` codec on the `shapes` tones from random weights with this loss on collapses to one quiet,
+input-independent buzz; a higher floor (0.1, ~35 dB below a 0.5-amplitude tone) and starting it only after a
+waveform-L1 warm-up (`loss.mel_start` in training) avoid that.
 """
 
 from __future__ import annotations

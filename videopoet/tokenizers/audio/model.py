@@ -342,12 +342,25 @@ class AudioTokenizer(nn.Module):
 
     # ----- training -----
 
-    def forward(self, wav: torch.Tensor, n_levels: int | None = None) -> tuple[torch.Tensor, CodecOutput]:
+    def forward(
+        self, wav: torch.Tensor, n_levels: int | None = None, quantize: bool = True
+    ) -> tuple[torch.Tensor, CodecOutput]:
         """Reconstruct wav [B, 1, N] (any N >= 1): returns (recon [B, 1, N], losses and stats). In training
-        mode the quantizer initialises, updates its codebooks and applies quantizer dropout."""
+        mode the quantizer initialises, updates its codebooks and applies quantizer dropout.
+
+        `quantize=False` skips the quantizer (a plain autoencoder: no codes, zero commitment loss, the
+        codebooks untouched). Training starts that way (`loss.quantizer_start`) so that the quantizer's
+        k-means initialisation sees latents that already describe the audio, not those of random weights."""
         wav = check_waveform(wav)
         n = wav.shape[-1]
         z = self.encoder(self._pad_to_hop(wav))
+        if not quantize:
+            B, _, frames = z.shape
+            return self.decoder(z)[..., :n], CodecOutput(
+                commitment_loss=z.new_zeros((), dtype=torch.float32),
+                codes=torch.zeros(B, 0, frames, dtype=torch.long, device=z.device),
+                n_levels=torch.zeros(B, dtype=torch.long, device=z.device),
+            )
         q = self.quantizer(z, n_levels)
         recon = self.decoder(q.quantized)[..., :n]
         out = CodecOutput(

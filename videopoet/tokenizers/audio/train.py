@@ -1,11 +1,19 @@
 """Training of the audio tokenizer: config section `audio_tokenizer`, audio sources, and the solver that the
 shared loop (`videopoet.tokenizers.trainer.train_tokenizer`) runs.
 
-Generator loss = mel_weight * multi-scale mel L1 + waveform_l1_weight * waveform L1 + RVQ commitment (the
-model's `commitment_weight`) and, from step `disc_start` on, gan_weight * hinge adversarial loss of the
-multi-scale STFT discriminator + feature_matching_weight * its relative feature matching. The
-discriminator trains with the hinge loss from `disc_start` on (before that it is skipped, so early
-training is a plain autoencoder that the adversarial terms then sharpen).
+Generator loss = mel_weight * multi-scale mel L1 (from step `mel_start` on) + waveform_l1_weight * waveform
+L1 + RVQ commitment (the model's `commitment_weight`) and, from step `disc_start` on, gan_weight * hinge
+adversarial loss of the multi-scale STFT discriminator + feature_matching_weight * its relative feature
+matching. The discriminator trains with the hinge loss from `disc_start` on (before that it is skipped).
+
+Schedule (each a step of `loss`): until `quantizer_start` the codec trains as a plain autoencoder (the RVQ
+is skipped), so the quantizer's k-means initialisation at `quantizer_start` clusters latents that already
+describe the audio. From random weights the latents are tiny and nearly the same for every input; codebooks
+fitted to them, with the commitment loss holding the latents at the codes, kept the tiny codec from ever
+encoding the lower tones of `shapes`. Until `mel_start` only the waveform L1 teaches reconstruction: from
+random weights the log-mel term has an input-independent minimum (a quiet, spectrally clean buzz; with
+a low `mel_log_eps` a 20 dB-SNR reconstruction of a pure tone scores about as badly as silence) that it
+reaches before the waveform loss can teach anything. Once the codec reconstructs, the mel term only refines.
 
 Data (`make_audio_source`): `shapes` (tones rendered on the fly), a folder of audio/video files (their
 audio tracks, random crops), or a clip index folder from `videopoet data ingest` (rows with audio).
@@ -50,6 +58,10 @@ class AudioLossConfig:
     gan_weight: float = 1.0  # 0 turns the adversarial losses and the discriminator off
     feature_matching_weight: float = 3.0
     disc_start: int = 2000  # step at which the adversarial losses switch on
+    mel_start: int = 0  # step at which the mel loss switches on (before: waveform L1 alone)
+    mel_log_eps: float = 1e-5  # floor added to the mel magnitudes before the log (of the log-mel term)
+    quantizer_start: int = 0  # steps of plain-autoencoder warm-up before the RVQ initialises and switches on
+    # (at the latest on the run's last step, so the saved codec always has initialised codebooks)
 
     def __post_init__(self) -> None:
         self.mel_windows = tuple(self.mel_windows)
@@ -59,8 +71,13 @@ class AudioLossConfig:
             raise ValueError(f"loss weights must be non-negative: {', '.join(bad)}")
         if self.mel_weight == 0 and self.waveform_l1_weight == 0:
             raise ValueError("mel_weight and waveform_l1_weight are both 0: nothing would teach reconstruction")
-        if self.disc_start < 0:
-            raise ValueError(f"disc_start must be >= 0, got {self.disc_start}")
+        for name in ("disc_start", "mel_start", "quantizer_start"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.mel_start > 0 and self.waveform_l1_weight == 0:
+            raise ValueError("mel_start > 0 needs waveform_l1_weight > 0: nothing would teach reconstruction before it")
+        if not self.mel_log_eps > 0:
+            raise ValueError(f"mel_log_eps must be positive, got {self.mel_log_eps}")
         if not self.mel_windows or min(self.mel_windows) < 16:
             raise ValueError(f"mel_windows must be window sizes >= 16, got {list(self.mel_windows)}")
 
@@ -262,7 +279,7 @@ class AudioSolver:
         self.discriminator: nn.Module | None = (
             MultiScaleSTFTDiscriminator(config.discriminator) if config.loss.adversarial else None
         )
-        self.mel_loss = MultiScaleMelLoss(config.model.sample_rate, config.loss.mel_windows)
+        self.mel_loss = MultiScaleMelLoss(config.model.sample_rate, config.loss.mel_windows, eps=config.loss.mel_log_eps)
         self._val: torch.Tensor | None = None
 
     def folder_config(self) -> dict[str, Any]:
@@ -275,15 +292,31 @@ class AudioSolver:
         """Whether the adversarial losses (and the discriminator's training) are on at `step`."""
         return self.discriminator is not None and step >= self.config.loss.disc_start
 
-    def _reconstruction_loss(self, recon: torch.Tensor, wav: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def quantizer_on(self, step: int) -> bool:
+        """Whether the RVQ is used at `step`: before `loss.quantizer_start` the codec is a plain autoencoder.
+        The last step always quantizes, so a run shorter than the warm-up still saves initialised codebooks."""
+        return step >= min(self.config.loss.quantizer_start, self.config.train.steps - 1)
+
+    def mel_on(self, step: int) -> bool:
+        """Whether the mel loss is on at `step`."""
         lc = self.config.loss
-        mel = self.mel_loss.to(wav.device)(recon, wav)
+        return lc.mel_weight > 0 and step >= lc.mel_start
+
+    def _reconstruction_loss(
+        self, recon: torch.Tensor, wav: torch.Tensor, step: int | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        lc = self.config.loss
         l1 = waveform_l1(recon, wav)
-        return lc.mel_weight * mel + lc.waveform_l1_weight * l1, {"mel": mel.item(), "wave_l1": l1.item()}
+        rec, logs = lc.waveform_l1_weight * l1, {"wave_l1": l1.item()}
+        if step is None or self.mel_on(step):
+            mel = self.mel_loss.to(wav.device)(recon, wav)
+            rec = rec + lc.mel_weight * mel
+            logs["mel"] = mel.item()
+        return rec, logs
 
     def generator_loss(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float], Any]:
-        recon, out = self.model(batch)
-        rec, logs = self._reconstruction_loss(recon, batch)
+        recon, out = self.model(batch, quantize=self.quantizer_on(step))
+        rec, logs = self._reconstruction_loss(recon, batch, step)
         loss = rec + out.commitment_loss
         logs.update(rec=rec.item(), commitment=out.commitment_loss.item())
         for k, v in out.stats.items():
@@ -315,10 +348,13 @@ class AudioSolver:
         return self._val
 
     @torch.no_grad()
-    def reconstruct(self, model: nn.Module, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(codes [B, L, F], reconstruction [B, 1, N]) of wav [B, 1, N] with every RVQ level."""
+    def reconstruct(self, model: nn.Module, wav: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(codes [B, L, F], reconstruction [B, 1, N]) of wav [B, 1, N] with every RVQ level; during the
+        quantizer warm-up (codebooks not initialised yet) (None, the plain autoencoder's reconstruction)."""
         model.eval()
         wav = wav.to(model.device)
+        if not bool(model.quantizer.initialized):
+            return None, model(wav, quantize=False)[0].clamp(-1, 1)
         codes = model.encode(wav)
         return codes, model.decode(codes, wav.shape[-1]).clamp(-1, 1)
 
@@ -333,9 +369,11 @@ class AudioSolver:
             "si_sdr": float(np.mean([si_sdr(r, e) for r, e in zip(ref, est)])),
             "mel_distance": float(np.mean([mel_distance(r, e, sr) for r, e in zip(ref, est)])),
         }
-        for level, u in enumerate(codebook_usage(codes.cpu(), self.config.model.codebook_size)):
-            metrics[f"usage_l{level}"] = u["fraction_used"]
-            metrics[f"perplexity_l{level}"] = u["perplexity"]
+        metrics["quantized"] = float(codes is not None)  # 0 during the quantizer warm-up (plain autoencoder)
+        if codes is not None:
+            for level, u in enumerate(codebook_usage(codes.cpu(), self.config.model.codebook_size)):
+                metrics[f"usage_l{level}"] = u["fraction_used"]
+                metrics[f"perplexity_l{level}"] = u["perplexity"]
         if isinstance(self.source, ShapesSource):
             metrics["pitch_ok"] = pitch_accuracy(est, self.source.val_pitches(len(est)), sr)
         return metrics
