@@ -27,10 +27,27 @@ def small_config(**overrides) -> VideoTokenizerConfig:
     return VideoTokenizerConfig(**{**base, **overrides})
 
 
-@pytest.fixture(scope="module")
-def model() -> VideoTokenizer:
+@pytest.fixture(scope="module", params=[3, 1], ids=["time_kernel_3", "time_kernel_1"])
+def model(request: pytest.FixtureRequest) -> VideoTokenizer:
+    """Full 3D kernels, and spatial-only kernels except where time is down/up-sampled."""
     torch.manual_seed(0)
-    return VideoTokenizer(small_config()).eval()
+    return VideoTokenizer(small_config(temporal_kernel=request.param)).eval()
+
+
+def test_temporal_kernel_1_mixes_time_only_where_it_is_resampled() -> None:
+    from videopoet.tokenizers.video.model import CausalConv3d, Downsample, Upsample
+
+    tok = VideoTokenizer(small_config(temporal_kernel=1))
+    for parent in tok.modules():
+        for child in parent.children():
+            if isinstance(child, CausalConv3d):
+                resamples_time = (isinstance(parent, Downsample) and child.time_stride > 1) or (
+                    isinstance(parent, Upsample) and parent.st > 1
+                )
+                assert child.conv.kernel_size[0] == (3 if resamples_time else 1), parent
+    assert any(isinstance(m, Downsample) and m.conv.time_stride > 1 for m in tok.modules())
+    with pytest.raises(ValueError, match="temporal_kernel"):
+        small_config(temporal_kernel=2)
 
 
 def clip(frames: int, height: int = 64, width: int = 64, seed: int = 0) -> torch.Tensor:

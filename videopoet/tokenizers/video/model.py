@@ -17,6 +17,11 @@ Down-sampling stages: `len(channel_mult) - 1` strided causal convolutions; space
 log2(spatial_factor) stages and time at the last log2(temporal_factor) ones (time compression deep in the
 network, as MAGVIT-v2). Up-sampling mirrors them with a causal convolution followed by depth-to-space
 and depth-to-time; the first `st - 1` frames of a stream are dropped so 1 + k*tf frames come back.
+
+`temporal_kernel` 1 makes every convolution that keeps the frame rate spatial-only (kernel 1x3x3): time is
+then mixed only by the convolutions that down- or up-sample it, which keep a time kernel of 3. At the CPU
+demo's scale this learns much faster per step and each step is cheaper (held-out shapes PSNR after 600
+steps: 22.4 dB against 20.4 with full 3D kernels; see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class VideoTokenizerConfig:
     channels: int = 128
     channel_mult: tuple[int, ...] = (1, 2, 2, 4)
     num_res_blocks: int = 2  # per level, in the encoder, the decoder and their middles
+    temporal_kernel: int = 3  # time extent of every conv that keeps the frame rate; 1: spatial-only convs
+    # (time is then mixed only where it is down/up-sampled, whose convs keep 3)
     norm_groups: int = 32
     spatial_factor: int = 8  # 4, 8 or 16
     temporal_factor: int = 4  # 1, 2, 4 or 8
@@ -77,6 +84,8 @@ class VideoTokenizerConfig:
                 f"{self.spatial_factor} and temporal_factor {self.temporal_factor} need at least {need} "
                 f"(channel_mult of length {need + 1})"
             )
+        if self.temporal_kernel not in (1, 3):
+            raise ValueError(f"temporal_kernel must be 1 or 3, got {self.temporal_kernel}")
         if self.channels < 1 or min(self.channel_mult) < 1 or self.num_res_blocks < 1:
             raise ValueError("channels, channel_mult and num_res_blocks must be positive")
         bad = [self.channels * m for m in self.channel_mult if (self.channels * m) % self.norm_groups]
@@ -200,12 +209,12 @@ class FrameGroupNorm(nn.GroupNorm):
 class ResBlock(nn.Module):
     """norm -> SiLU -> causal conv, twice, plus a (1x1x1 projected when channels change) skip."""
 
-    def __init__(self, cin: int, cout: int, groups: int) -> None:
+    def __init__(self, cin: int, cout: int, groups: int, kt: int = 3) -> None:
         super().__init__()
         self.norm1 = FrameGroupNorm(groups, cin)
-        self.conv1 = CausalConv3d(cin, cout)
+        self.conv1 = CausalConv3d(cin, cout, (kt, 3, 3))
         self.norm2 = FrameGroupNorm(groups, cout)
-        self.conv2 = CausalConv3d(cout, cout)
+        self.conv2 = CausalConv3d(cout, cout, (kt, 3, 3))
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
@@ -217,9 +226,10 @@ class ResBlock(nn.Module):
 class Downsample(nn.Module):
     """Strided causal conv: time stride 2 keeps the first frame alone (1 + 2k frames -> 1 + k)."""
 
-    def __init__(self, channels: int, time_stride: int, space_stride: int) -> None:
+    def __init__(self, channels: int, time_stride: int, space_stride: int, kt: int = 3) -> None:
         super().__init__()
-        self.conv = CausalConv3d(channels, channels, 3, stride=(time_stride, space_stride, space_stride))
+        kt = 3 if time_stride > 1 else kt
+        self.conv = CausalConv3d(channels, channels, (kt, 3, 3), stride=(time_stride, space_stride, space_stride))
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         return self.conv(x, cache)
@@ -229,11 +239,11 @@ class Upsample(nn.Module):
     """Causal conv to `st * ss * ss` times `cout` channels, then depth-to-time and depth-to-space; drops
     the first `st - 1` frames of a stream so 1 + k frames become 1 + k * st."""
 
-    def __init__(self, cin: int, cout: int, time_stride: int, space_stride: int) -> None:
+    def __init__(self, cin: int, cout: int, time_stride: int, space_stride: int, kt: int = 3) -> None:
         super().__init__()
         self.st, self.ss = time_stride, space_stride
         r = time_stride * space_stride * space_stride
-        self.conv = CausalConv3d(cin, cout * r, 3)
+        self.conv = CausalConv3d(cin, cout * r, (3 if time_stride > 1 else kt, 3, 3))
         # start as nearest-neighbour up-sampling: every sub-position gets the same filter
         with torch.no_grad():
             w, b = self.conv.conv.weight, self.conv.conv.bias
@@ -259,18 +269,18 @@ class Encoder(nn.Module):
     def __init__(self, cfg: VideoTokenizerConfig) -> None:
         super().__init__()
         chans = [cfg.channels * m for m in cfg.channel_mult]
-        strides = cfg.stage_strides()
-        self.conv_in = CausalConv3d(3, chans[0])
+        strides, kt = cfg.stage_strides(), cfg.temporal_kernel
+        self.conv_in = CausalConv3d(3, chans[0], (kt, 3, 3))
         self.blocks = nn.ModuleList()
         cin = chans[0]
         for i, ch in enumerate(chans):
             for _ in range(cfg.num_res_blocks):
-                self.blocks.append(ResBlock(cin, ch, cfg.norm_groups))
+                self.blocks.append(ResBlock(cin, ch, cfg.norm_groups, kt))
                 cin = ch
             if i < len(strides):
-                self.blocks.append(Downsample(ch, *strides[i]))
+                self.blocks.append(Downsample(ch, *strides[i], kt))
         for _ in range(cfg.num_res_blocks):
-            self.blocks.append(ResBlock(cin, cin, cfg.norm_groups))
+            self.blocks.append(ResBlock(cin, cin, cfg.norm_groups, kt))
         self.norm_out = FrameGroupNorm(cfg.norm_groups, cin)
         self.conv_out = CausalConv3d(cin, cfg.bits, 1)
 
@@ -287,17 +297,17 @@ class Decoder(nn.Module):
     def __init__(self, cfg: VideoTokenizerConfig) -> None:
         super().__init__()
         chans = [cfg.channels * m for m in cfg.channel_mult]
-        strides = cfg.stage_strides()
+        strides, kt = cfg.stage_strides(), cfg.temporal_kernel
         cin = chans[-1]
-        self.conv_in = CausalConv3d(cfg.bits, cin)
-        self.blocks = nn.ModuleList(ResBlock(cin, cin, cfg.norm_groups) for _ in range(cfg.num_res_blocks))
+        self.conv_in = CausalConv3d(cfg.bits, cin, (kt, 3, 3))
+        self.blocks = nn.ModuleList(ResBlock(cin, cin, cfg.norm_groups, kt) for _ in range(cfg.num_res_blocks))
         for i in reversed(range(len(chans))):
-            self.blocks.extend(ResBlock(cin, cin, cfg.norm_groups) for _ in range(cfg.num_res_blocks))
+            self.blocks.extend(ResBlock(cin, cin, cfg.norm_groups, kt) for _ in range(cfg.num_res_blocks))
             if i > 0:
-                self.blocks.append(Upsample(cin, chans[i - 1], *strides[i - 1]))
+                self.blocks.append(Upsample(cin, chans[i - 1], *strides[i - 1], kt))
                 cin = chans[i - 1]
         self.norm_out = FrameGroupNorm(cfg.norm_groups, cin)
-        self.conv_out = CausalConv3d(cin, 3)
+        self.conv_out = CausalConv3d(cin, 3, (kt, 3, 3))
 
     def forward(self, q: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         h = self.conv_in(q, cache)
