@@ -6,7 +6,7 @@
 `speed`: frames/s of `encode_frames` and `decode_to_frames` on one 17-frame clip at each preset's size,
 untrained weights (speed does not depend on them), fp32 and bf16 autocast, on the CPU and on CUDA when
 available. `quality`: trains the `video_tokenizer` section of configs/tiny.yaml (built-in tiny values when
-the file has none) on shapes for about `--minutes` (the step count is set from a timed calibration step),
+the file has none) on shapes for about `--minutes` (the step count is set from timed steps with and without the discriminator),
 then reports held-out shapes PSNR/SSIM and, on the clips of `--media`, PSNR/SSIM against H.264 at the
 same bits per pixel. Each prints a table and writes JSON (`--json`, default runs/bench/...).
 """
@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,9 +30,7 @@ from videopoet.config import load_section  # noqa: E402
 from videopoet.tokenizers.trainer import cpu_has_bf16  # noqa: E402
 from videopoet.tokenizers.video.model import PRESETS, VideoTokenizer  # noqa: E402
 from videopoet.tokenizers.video.train import (  # noqa: E402
-    VideoSolver,
     VideoTokenizerTrainingConfig,
-    make_clip_source,
     train_video_tokenizer,
 )
 
@@ -85,25 +82,29 @@ def _tiny_config() -> VideoTokenizerTrainingConfig:
     return load_section("video_tokenizer", ROOT / "configs" / "tiny.yaml")
 
 
-def _seconds_per_step(config: VideoTokenizerTrainingConfig) -> float:
-    """Time one generator + discriminator step (the slower, adversarial kind) on the CPU."""
-    from videopoet.tokenizers.trainer import autocast_dtype
+def _seconds_per_step(config: VideoTokenizerTrainingConfig, adversarial: bool, steps: int = 12) -> float:
+    """Seconds per step of a short real training run as its loop measures it (optimizer steps, EMA and
+    data included; start-up excluded): with the discriminator from the first step, or without it."""
+    import copy
 
-    solver = VideoSolver(config, make_clip_source("shapes", config))
-    batch = solver.sample_batch(np.random.default_rng(0))
-    dtype = autocast_dtype(config.train.precision, torch.device("cpu"))
-    times = []
-    for _ in range(2):
-        t = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss, _, aux = solver.generator_loss(batch, config.loss.disc_start)
-        loss.backward()
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = solver.discriminator_loss(batch, aux, config.loss.disc_start)
-        if out is not None:
-            out[0].backward()
-        times.append(time.perf_counter() - t)
-    return min(times) * 1.1  # optimizer steps, EMA and data
+    config = copy.deepcopy(config)
+    config.train.steps, config.train.log_every = steps, steps // 2
+    config.train.val_every = config.train.save_every = config.train.sample_every = steps
+    config.train.optim.warmup_steps = 1
+    config.loss.disc_start = 0 if adversarial else steps + 1
+    config.val_clips = 1
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_video_tokenizer(config, "shapes", Path(tmp) / "calibrate")
+    return 1.05 / result["train"]["steps_per_s"]  # + the final validation and save
+
+
+def _planned_steps(config: VideoTokenizerTrainingConfig, minutes: float) -> tuple[int, float]:
+    """Steps that fit in `minutes` when the adversarial share of the run stays the YAML's
+    (`disc_start / steps`), and the mean seconds per step that assumes."""
+    plain, adversarial = _seconds_per_step(config, False), _seconds_per_step(config, True)
+    gan_share = max(0.0, 1 - config.loss.disc_start / config.train.steps) if config.loss.gan_weight > 0 else 0.0
+    per_step = (1 - gan_share) * plain + gan_share * adversarial
+    return max(10, int(minutes * 60 / per_step)), per_step
 
 
 def bench_quality(minutes: float, media: Path | None, out_dir: Path | None) -> dict[str, Any]:
@@ -111,9 +112,8 @@ def bench_quality(minutes: float, media: Path | None, out_dir: Path | None) -> d
     from videopoet.tokenizers.video.tools import _frames_available, evaluate_files
 
     config = _tiny_config()
-    per_step = _seconds_per_step(config)
     planned = config.train.steps
-    steps = max(10, int(minutes * 60 / per_step))
+    steps, per_step = _planned_steps(config, minutes)
     scale = steps / planned  # keep the YAML's schedule proportions at the new length
     config.train.steps = steps
     config.train.optim.warmup_steps = max(1, int(config.train.optim.warmup_steps * scale))
