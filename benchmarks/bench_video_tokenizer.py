@@ -14,6 +14,7 @@ same bits per pixel. Each prints a table and writes JSON (`--json`, default runs
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -85,8 +86,6 @@ def _tiny_config() -> VideoTokenizerTrainingConfig:
 def _seconds_per_step(config: VideoTokenizerTrainingConfig, adversarial: bool, steps: int = 12) -> float:
     """Seconds per step of a short real training run as its loop measures it (optimizer steps, EMA and
     data included; start-up excluded): with the discriminator from the first step, or without it."""
-    import copy
-
     config = copy.deepcopy(config)
     config.train.steps, config.train.log_every = steps, steps // 2
     config.train.val_every = config.train.save_every = config.train.sample_every = steps
