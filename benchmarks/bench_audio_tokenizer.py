@@ -37,6 +37,7 @@ from videopoet.tokenizers.audio.train import (  # noqa: E402
     pitch_error,
     train_audio_tokenizer,
 )
+from videopoet.tokenizers.trainer import loop_seconds_per_step  # noqa: E402
 
 
 def tiny_config(steps: int | None = None, overrides: list[str] | None = None) -> AudioTokenizerTrainingConfig:
@@ -51,11 +52,7 @@ def calibrate(config: AudioTokenizerTrainingConfig, steps: int = 8) -> float:
     and the first, k-means step excluded), plus 10% for validation and saving. The warm-ups are switched off
     (quantizer and mel loss on from the start), so this is the cost of a step after them."""
     config.loss.quantizer_start = config.loss.mel_start = 0
-    config.train.steps, config.train.log_every = steps, steps // 2
-    config.train.val_every = config.train.save_every = config.train.sample_every = steps
-    with tempfile.TemporaryDirectory() as tmp:
-        result = train_audio_tokenizer(config, "shapes", Path(tmp) / "calibrate")
-    return 1.1 / result["train"]["steps_per_s"]
+    return 1.1 * loop_seconds_per_step(train_audio_tokenizer, config, steps)
 
 
 def heldout(ckpt: Path) -> list[dict[str, Any]]:

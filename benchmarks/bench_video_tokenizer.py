@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from videopoet.config import load_section  # noqa: E402
-from videopoet.tokenizers.trainer import cpu_has_bf16  # noqa: E402
+from videopoet.tokenizers.trainer import cpu_has_bf16, loop_seconds_per_step  # noqa: E402
 from videopoet.tokenizers.video.model import PRESETS, VideoTokenizer  # noqa: E402
 from videopoet.tokenizers.video.train import (  # noqa: E402
     VideoTokenizerTrainingConfig,
@@ -87,14 +87,10 @@ def _seconds_per_step(config: VideoTokenizerTrainingConfig, adversarial: bool, s
     """Seconds per step of a short real training run as its loop measures it (optimizer steps, EMA and
     data included; start-up excluded): with the discriminator from the first step, or without it."""
     config = copy.deepcopy(config)
-    config.train.steps, config.train.log_every = steps, steps // 2
-    config.train.val_every = config.train.save_every = config.train.sample_every = steps
     config.train.optim.warmup_steps = 1
     config.loss.disc_start = 0 if adversarial else steps + 1
     config.val_clips = 1
-    with tempfile.TemporaryDirectory() as tmp:
-        result = train_video_tokenizer(config, "shapes", Path(tmp) / "calibrate")
-    return 1.05 / result["train"]["steps_per_s"]  # + the final validation and save
+    return 1.05 * loop_seconds_per_step(train_video_tokenizer, config, steps)  # + the final validation and save
 
 
 def _planned_steps(config: VideoTokenizerTrainingConfig, minutes: float) -> tuple[int, float]:

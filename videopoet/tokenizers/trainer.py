@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -302,3 +303,15 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
         bar.close()
         writer.close()
     return {"step": config.steps, "train": logs, "val": metrics}
+
+
+def loop_seconds_per_step(train: Any, config: Any, steps: int = 12) -> float:
+    """Seconds per step of a short real run of `train(config, "shapes", out)` (a tokenizer's train
+    function) as its loop measures it: optimizer steps, EMA and data included, start-up excluded. Runs a
+    copy of `config` for `steps` steps in a temporary folder; benchmarks plan their step counts with it."""
+    config = copy.deepcopy(config)
+    config.train.steps, config.train.log_every = steps, max(1, steps // 2)
+    config.train.val_every = config.train.save_every = config.train.sample_every = steps
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(config, "shapes", Path(tmp) / "calibrate")
+    return 1.0 / result["train"]["steps_per_s"]

@@ -302,13 +302,11 @@ class AudioSolver:
         lc = self.config.loss
         return lc.mel_weight > 0 and step >= lc.mel_start
 
-    def _reconstruction_loss(
-        self, recon: torch.Tensor, wav: torch.Tensor, step: int | None = None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    def _reconstruction_loss(self, recon: torch.Tensor, wav: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         lc = self.config.loss
         l1 = waveform_l1(recon, wav)
         rec, logs = lc.waveform_l1_weight * l1, {"wave_l1": l1.item()}
-        if step is None or self.mel_on(step):
+        if self.mel_on(step):
             mel = self.mel_loss.to(wav.device)(recon, wav)
             rec = rec + lc.mel_weight * mel
             logs["mel"] = mel.item()
