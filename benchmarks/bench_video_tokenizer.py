@@ -83,7 +83,7 @@ def _tiny_config() -> VideoTokenizerTrainingConfig:
     return load_section("video_tokenizer", ROOT / "configs" / "tiny.yaml")
 
 
-def _seconds_per_step(config: VideoTokenizerTrainingConfig, adversarial: bool, steps: int = 12) -> float:
+def _seconds_per_step(config: VideoTokenizerTrainingConfig, adversarial: bool, steps: int = 30) -> float:
     """Seconds per step of a short real training run as its loop measures it (optimizer steps, EMA and
     data included; start-up excluded): with the discriminator from the first step, or without it."""
     config = copy.deepcopy(config)
