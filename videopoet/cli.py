@@ -75,7 +75,11 @@ def _tokenizer_train_media(args: argparse.Namespace) -> None:
         overrides.append(f"train.steps={args.steps}")
     config = load_section(f"{args.kind}_tokenizer", args.config, overrides)
     if args.kind == "video":
-        from videopoet.tokenizers.video.train import train_video_tokenizer as train
+        from functools import partial
+
+        from videopoet.tokenizers.video.train import train_video_tokenizer
+
+        train = partial(train_video_tokenizer, shapes=load_section("shapes", args.config, []))  # how `--data shapes` looks
     else:
         from videopoet.tokenizers.audio.train import train_audio_tokenizer as train
     result = train(config, args.data, args.out, resume=args.resume)

@@ -134,6 +134,19 @@ def test_other_sizes():
     assert audio.shape == (int(round(5 / 4.0 * 16000)),)
 
 
+def test_shape_width_and_fixed_background():
+    wide = ShapesConfig(size=32, frames=5, shape_width=0.4, background_levels=(24, 24))
+    narrow = ShapesConfig(size=32, frames=5, shape_width=0.2, background_levels=(24, 24))
+    areas = {}
+    for name, cfg in (("wide", wide), ("narrow", narrow)):
+        for seed in range(3):
+            frames, _ = render_clip("green", "square", "right", np.random.default_rng(seed), cfg)
+            assert (frames[:, 0, 0] == 24).all()  # the one background level, every clip
+            areas.setdefault(name, []).append(_shape_mask(frames).sum(axis=(1, 2)).mean())
+    ratio = np.mean(areas["wide"]) / np.mean(areas["narrow"])
+    assert 3.0 < ratio < 5.0, ratio  # (0.4 / 0.2)^2 = 4
+
+
 def test_captions():
     seen_templates = set()
     for i, (c, s, d) in enumerate(ALL_COMBOS * 3):
@@ -159,6 +172,11 @@ def test_config_validation():
         dict(val_fraction=-0.1),
         dict(heldout_fraction=1.0),
         dict(val_fraction=0.5, heldout_fraction=0.5),
+        dict(shape_width=0.05),
+        dict(shape_width=0.5),
+        dict(background_levels=(30, 20)),
+        dict(background_levels=(10,)),
+        dict(background_levels=(10.5, 20)),
     ):
         with pytest.raises(UserError):
             ShapesConfig(**bad)

@@ -5,7 +5,8 @@ four attributes that a small model can learn and that :mod:`videopoet.eval.shape
 and audio:
 
 * color: one of :data:`COLORS` (exact RGB fill, anti-aliased edges);
-* shape: one of :data:`SHAPES` (circle, square, triangle with its apex up), about 0.3 of the canvas wide;
+* shape: one of :data:`SHAPES` (circle, square, triangle with its apex up), ``shape_width`` (default 0.3) of
+  the canvas wide;
 * direction: one of :data:`DIRECTIONS`; the shape's center travels at constant speed from about 20% to about
   80% of the canvas along that axis (``"left"`` goes from x~0.8 to x~0.2; image y grows downwards, so
   ``"up"`` goes from y~0.8 to y~0.2);
@@ -13,7 +14,8 @@ and audio:
 
 Per-clip randomness (from the seed) keeps clips apart without making any attribute ambiguous: size +-10%,
 start and end +-4% of the canvas, the perpendicular position within +-8% of the middle, a dark gray
-background level, and the caption template.
+background level (drawn from ``background_levels``; one fixed level makes the background cheap for a small
+LLM to model), and the caption template.
 
 :data:`HELDOUT_COMBOS` lists (color, shape, direction) combinations that never appear in the ``train`` or
 ``val`` splits; the ``heldout`` split uses only them, to measure compositional generalisation.
@@ -106,13 +108,11 @@ DATASET_FORMAT = "videopoet-shapes"
 _FORMAT_VERSION = 1
 
 # Geometry (fractions of the canvas).
-_SHAPE_WIDTH = 0.30
 _SIZE_JITTER = 0.10
 _TRAVEL_START = 0.20
 _TRAVEL_END = 0.80
 _TRAVEL_JITTER = 0.04
 _PERP_JITTER = 0.08
-_BACKGROUND_LEVELS = (12, 48)  # inclusive range of the dark gray background
 _SUPERSAMPLE = 4
 _TONE_AMPLITUDE = 0.5
 _FADE_S = 0.010
@@ -128,8 +128,11 @@ class ShapesConfig:
     sample_rate: int = 16000
     val_fraction: float = 0.1
     heldout_fraction: float = 0.1
+    shape_width: float = 0.30  # the shape's width as a fraction of the canvas, before the +-10% size jitter
+    background_levels: tuple[int, int] = (12, 48)  # inclusive range of the dark gray background level
 
     def __post_init__(self) -> None:
+        self.background_levels = tuple(self.background_levels)
         if not isinstance(self.size, int) or self.size < 16:
             raise UserError(f"shapes: size must be an integer >= 16, got {self.size!r}")
         if not isinstance(self.frames, int) or self.frames < 2:
@@ -142,6 +145,11 @@ class ShapesConfig:
             value = getattr(self, name)
             if not (0.0 <= value < 1.0):
                 raise UserError(f"shapes: {name} must be in [0, 1), got {value!r}")
+        if not (0.1 <= self.shape_width <= 0.4):
+            raise UserError(f"shapes: shape_width must be in [0.1, 0.4] (it must fit the travel), got {self.shape_width!r}")
+        bg = self.background_levels
+        if len(bg) != 2 or not all(isinstance(v, int) for v in bg) or not (0 <= bg[0] <= bg[1] <= 64):
+            raise UserError(f"shapes: background_levels must be two integers 0 <= low <= high <= 64, got {list(self.background_levels)}")
         if self.val_fraction + self.heldout_fraction >= 1.0:
             raise UserError(
                 "shapes: val_fraction + heldout_fraction must be < 1 "
@@ -219,9 +227,9 @@ def _shape_mask(shape: str, x: np.ndarray, y: np.ndarray, cx: np.ndarray, cy: np
     raise UserError(f"shapes: unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
 
 
-def _draw_layout(direction: str, rng: np.random.Generator) -> tuple[float, float, float, float]:
+def _draw_layout(direction: str, rng: np.random.Generator, shape_width: float) -> tuple[float, float, float, float]:
     """Per-clip random layout: (half width, start, end, perpendicular position), fractions of the canvas."""
-    half = 0.5 * _SHAPE_WIDTH * (1.0 + rng.uniform(-_SIZE_JITTER, _SIZE_JITTER))
+    half = 0.5 * shape_width * (1.0 + rng.uniform(-_SIZE_JITTER, _SIZE_JITTER))
     start = _TRAVEL_START + rng.uniform(-_TRAVEL_JITTER, _TRAVEL_JITTER)
     end = _TRAVEL_END + rng.uniform(-_TRAVEL_JITTER, _TRAVEL_JITTER)
     perp = 0.5 + rng.uniform(-_PERP_JITTER, _PERP_JITTER)
@@ -243,8 +251,8 @@ def render_frames(
     """Render the frames of one clip: uint8 ``[T, H, W, 3]`` (H = W = ``config.size``)."""
     config = config or ShapesConfig()
     _check_attrs(color, shape, direction)
-    half, start, end, perp = _draw_layout(direction, rng)
-    background = int(rng.integers(_BACKGROUND_LEVELS[0], _BACKGROUND_LEVELS[1] + 1))
+    half, start, end, perp = _draw_layout(direction, rng, config.shape_width)
+    background = int(rng.integers(config.background_levels[0], config.background_levels[1] + 1))
 
     size, t_count, ss = config.size, config.frames, _SUPERSAMPLE
     # Keep a pixel of margin so anti-aliased edges never touch the border.
@@ -359,7 +367,7 @@ def _manifest(num_clips: int, seed: int, config: ShapesConfig) -> dict:
         "version": _FORMAT_VERSION,
         "seed": seed,
         "num_clips": num_clips,
-        "config": asdict(config),
+        "config": json.loads(json.dumps(asdict(config))),  # as read back from dataset.json (tuples as lists)
         "heldout_combos": [list(c) for c in HELDOUT_COMBOS],
         "colors": {k: list(v) for k, v in COLORS.items()},
         "pitch_hz": dict(PITCH_HZ),

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from videopoet.config import ConfigError, from_dict
+from videopoet.data.synthetic import ShapesConfig
 from videopoet.errors import UserError
 from videopoet.tokenizers.checkpoint import latest_checkpoint, load_tokenizer
 from videopoet.tokenizers.trainer import TrainingError, train_tokenizer
@@ -91,6 +92,18 @@ def test_shapes_source_is_deterministic_and_fits_any_aspect() -> None:
     a, b = source.sample(np.random.default_rng(3), 2), source.sample(np.random.default_rng(3), 2)
     assert a.shape == (2, 3, 9, 32, 48) and torch.equal(a, b) and a.min() >= -1 and a.max() <= 1
     assert torch.equal(source.validation(3), source.validation(3))
+
+
+def test_shapes_source_draws_clips_as_the_shapes_config_says() -> None:
+    config = small()
+    look = ShapesConfig(size=64, frames=3, fps=2.0, background_levels=(30, 30), shape_width=0.4)
+    source = make_clip_source("shapes", config, look)
+    assert source.shapes.size == 32 and source.shapes.frames == 9 and source.shapes.fps == config.fps  # the tokenizer's
+    clips = source.sample(np.random.default_rng(0), 4)
+    corner = ((clips[:, :, :, 0, 0] + 1) * 127.5).round()
+    assert (corner == 30).all()  # the one background level asked for
+    default = make_clip_source("shapes", config).sample(np.random.default_rng(0), 4)
+    assert not torch.equal(clips, default)
 
 
 def test_media_folder_and_clip_index_sources(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ folder written by `videopoet data ingest`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from videopoet.data.synthetic import ShapesConfig
 from videopoet.errors import UserError
 from videopoet.eval.video_metrics import psnr, ssim
 from videopoet.tokenizers.adversarial import LeCamEMA, adaptive_weight, d_loss, g_loss
@@ -118,11 +120,10 @@ class ShapesSource:
     (combinations never trained on) with a fixed seed. Non-square sizes are rendered square and
     center-cropped."""
 
-    def __init__(self, frames: int, height: int, width: int, fps: float = 8.0) -> None:
-        from videopoet.data.synthetic import ShapesConfig
-
+    def __init__(self, frames: int, height: int, width: int, fps: float = 8.0, shapes: ShapesConfig | None = None) -> None:
         self.frames, self.size = frames, (height, width)
-        self.shapes = ShapesConfig(size=max(16, height, width), frames=max(2, frames), fps=fps)
+        # The look of the clips (shape width, background levels) from `shapes`; their size and length from the tokenizer.
+        self.shapes = dataclasses.replace(shapes or ShapesConfig(), size=max(16, height, width), frames=max(2, frames), fps=fps)
 
     def _render(self, combo: tuple[str, str, str], rng: np.random.Generator) -> np.ndarray:
         from videopoet.data.io import resize_center_crop
@@ -226,12 +227,13 @@ def _index_spans(root: Path) -> tuple[list[_Span], list[_Span]]:
     return train, val
 
 
-def make_clip_source(src: str | Path, config: VideoTokenizerTrainingConfig) -> ClipSource:
-    """The clip source `src` names: `shapes`, a clip index folder (from `videopoet data ingest`), or a
-    folder of media files (or one file). Raises UserError for a missing, empty or unusable source."""
+def make_clip_source(src: str | Path, config: VideoTokenizerTrainingConfig, shapes: ShapesConfig | None = None) -> ClipSource:
+    """The clip source `src` names: `shapes` (drawn as `shapes` says, default look when None), a clip index
+    folder (from `videopoet data ingest`), or a folder of media files (or one file). Raises UserError for a
+    missing, empty or unusable source."""
     m = config.model
     if str(src) == "shapes":
-        return ShapesSource(m.frames, m.height, m.width, config.fps)
+        return ShapesSource(m.frames, m.height, m.width, config.fps, shapes)
     root = Path(src)
     if not root.exists():
         raise UserError(f"training data not found: {src} (give `shapes`, a media folder or a clip index)")
@@ -397,10 +399,12 @@ class VideoSolver:
 
 
 def train_video_tokenizer(
-    config: VideoTokenizerTrainingConfig, data: str | Path, out: str | Path, resume: bool = False
+    config: VideoTokenizerTrainingConfig, data: str | Path, out: str | Path, resume: bool = False,
+    shapes: ShapesConfig | None = None,
 ) -> dict[str, Any]:
     """Train the video tokenizer on `data` (`shapes`, a media folder or a clip index) into `out` (a
-    tokenizer folder `load_tokenizer(out, "video")` reads); returns the last losses and validation metrics."""
-    source = make_clip_source(data, config)
+    tokenizer folder `load_tokenizer(out, "video")` reads); returns the last losses and validation metrics.
+    `shapes`: how `shapes` clips look (the project config's `shapes` section)."""
+    source = make_clip_source(data, config, shapes)
     solver = VideoSolver(config, source)
     return train_tokenizer(solver, config.train, out, resume=resume)
