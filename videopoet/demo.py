@@ -52,6 +52,7 @@ class DemoConfig:
     prompts_per_split: int = 12  # prompts of seen (training) and of held-out combinations
     cross_modal_clips: int = 12  # validation clips for video-to-audio and audio-to-video
     maskgit_steps: int = 12
+    choice_temperature: float = 4.5  # MaskGIT: Gumbel noise on the confidences, annealed to zero
     cfg_scale: float = 1.0
     temperature: float = 1.0
     top_k: int = 0
@@ -158,10 +159,13 @@ class Demo:
         resume = (folder / "checkpoints" / "latest").exists()
         config = self.sections[f"{kind}_tokenizer"]
         if kind == "video":
-            from videopoet.tokenizers.video.train import train_video_tokenizer as train
+            from videopoet.tokenizers.video.train import train_video_tokenizer
+
+            result = train_video_tokenizer(config, "shapes", folder, resume=resume, shapes=self.sections["shapes"])
         else:
-            from videopoet.tokenizers.audio.train import train_audio_tokenizer as train
-        result = train(config, "shapes", folder, resume=resume)
+            from videopoet.tokenizers.audio.train import train_audio_tokenizer
+
+            result = train_audio_tokenizer(config, "shapes", folder, resume=resume)
         metrics = {k: float(v) for k, v in (result.get("val") or {}).items() if isinstance(v, int | float)}
         summary = {"steps": config.train.steps, "val": metrics}
         (folder / "train_result.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -244,7 +248,7 @@ def _sampling(config: DemoConfig, seed: int):
     from videopoet.llm.sampling import SamplingConfig
 
     return SamplingConfig(temperature=config.temperature, top_k=config.top_k, cfg_scale=config.cfg_scale,
-                          steps=config.maskgit_steps, seed=seed)
+                          steps=config.maskgit_steps, choice_temperature=config.choice_temperature, seed=seed)
 
 
 def generate_samples(model_dir: Path, shapes_dir: Path, out: Path, config: DemoConfig) -> dict[str, Any]:
