@@ -30,7 +30,7 @@ TOY = {
     "llm_train": {"steps": 2, "micro_batch_size": 2, "val_every": 2, "save_every": 2, "log_every": 1, "precision": "fp32",
                   "deepspeed": str(ROOT / "deploy/deepspeed/zero0.json")},
     "demo": {"clips": 20, "nproc": 1, "prompts_per_split": 1, "cross_modal_clips": 1, "maskgit_steps": 2,
-             "choice_temperature": 2.0, "contact_sheet_samples": 1},
+             "choice_temperature": 2.0, "ar_cfg_scale": 2.5, "contact_sheet_samples": 1},
 }  # fmt: skip
 
 
@@ -62,7 +62,9 @@ def test_demo_writes_report_samples_and_sheet(demo_run: tuple[Path, dict]) -> No
             assert len(videos) == 1 and videos[0].with_suffix(".json").is_file()
         assert report["seconds_per_clip"][sampler] > 0
     settings = json.loads(next((out / "samples" / "maskgit" / "seen").glob("*.json")).read_text())["settings"]
-    assert settings["steps"] == 2 and settings["choice_temperature"] == 2.0
+    assert settings["steps"] == 2 and settings["choice_temperature"] == 2.0 and settings["cfg_scale"] == 1.0
+    ar_settings = json.loads(next((out / "samples" / "ar" / "seen").glob("*.json")).read_text())["settings"]
+    assert ar_settings["cfg_scale"] == 2.5  # AR's own guidance scale
     shapes = json.loads((out / "data" / "shapes" / "dataset.json").read_text())["config"]
     assert shapes["background_levels"] == [20, 20] and shapes["shape_width"] == 0.35
     assert list((out / "samples" / "video_to_audio").glob("*.wav")) and list((out / "samples" / "audio_to_video").glob("*.mp4"))
