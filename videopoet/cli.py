@@ -75,14 +75,14 @@ def _tokenizer_train_media(args: argparse.Namespace) -> None:
         overrides.append(f"train.steps={args.steps}")
     config = load_section(f"{args.kind}_tokenizer", args.config, overrides)
     if args.kind == "video":
-        from functools import partial
-
         from videopoet.tokenizers.video.train import train_video_tokenizer
 
-        train = partial(train_video_tokenizer, shapes=load_section("shapes", args.config, []))  # how `--data shapes` looks
+        shapes = load_section("shapes", args.config, [])  # how `--data shapes` clips look
+        result = train_video_tokenizer(config, args.data, args.out, resume=args.resume, shapes=shapes)
     else:
-        from videopoet.tokenizers.audio.train import train_audio_tokenizer as train
-    result = train(config, args.data, args.out, resume=args.resume)
+        from videopoet.tokenizers.audio.train import train_audio_tokenizer
+
+        result = train_audio_tokenizer(config, args.data, args.out, resume=args.resume)
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in (result.get("val") or {}).items())
     print(f"trained the {args.kind} tokenizer to step {result.get('step')} in {args.out}" + (f": {metrics}" if metrics else ""))
 
