@@ -147,6 +147,23 @@ def test_shape_width_and_fixed_background():
     assert 3.0 < ratio < 5.0, ratio  # (0.4 / 0.2)^2 = 4
 
 
+def test_jitter_scales_the_per_clip_layout():
+    still = ShapesConfig(size=32, frames=5, background_levels=(24, 24), jitter=0.0)
+    half = ShapesConfig(size=32, frames=5, background_levels=(24, 24), jitter=0.5)
+    full = ShapesConfig(size=32, frames=5, background_levels=(24, 24))
+    spread = {}
+    for name, cfg in (("still", still), ("half", half), ("full", full)):
+        clips = [render_clip("red", "circle", "up", np.random.default_rng(seed), cfg)[0] for seed in range(6)]
+        spread[name] = max(np.abs(c.astype(int) - clips[0].astype(int)).max() for c in clips)
+    assert spread["still"] == 0  # every clip of a combination alike
+    assert 0 < spread["half"] and 0 < spread["full"]
+    # jitter scales the same draws: a seed moves the shape the same way, half as far
+    x = np.array([[_shape_mask(render_clip("red", "circle", "up", np.random.default_rng(seed), c)[0])[0].nonzero()[1].mean()
+                   for c in (half, full)] for seed in range(8)])
+    assert np.corrcoef(x[:, 0], x[:, 1])[0, 1] > 0.9
+    assert 0.3 < np.ptp(x[:, 0]) / np.ptp(x[:, 1]) < 0.7
+
+
 def test_captions():
     seen_templates = set()
     for i, (c, s, d) in enumerate(ALL_COMBOS * 3):
@@ -177,6 +194,8 @@ def test_config_validation():
         dict(background_levels=(30, 20)),
         dict(background_levels=(10,)),
         dict(background_levels=(10.5, 20)),
+        dict(jitter=-0.1),
+        dict(jitter=1.5),
     ):
         with pytest.raises(UserError):
             ShapesConfig(**bad)

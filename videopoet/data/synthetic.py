@@ -13,7 +13,8 @@ and audio:
 * a 16 kHz mono sine tone whose pitch is set by the shape (:data:`PITCH_HZ`).
 
 Per-clip randomness (from the seed) keeps clips apart without making any attribute ambiguous: size +-10%,
-start and end +-4% of the canvas, the perpendicular position within +-8% of the middle, a dark gray
+start and end +-4% of the canvas, the perpendicular position within +-8% of the middle (all scaled by
+``jitter``, 1 by default), a dark gray
 background level (drawn from ``background_levels``; one fixed level makes the background cheap for a small
 LLM to model), and the caption template.
 
@@ -130,6 +131,7 @@ class ShapesConfig:
     heldout_fraction: float = 0.1
     shape_width: float = 0.30  # the shape's width as a fraction of the canvas, before the +-10% size jitter
     background_levels: tuple[int, int] = (12, 48)  # inclusive range of the dark gray background level
+    jitter: float = 1.0  # scales the per-clip size and position randomness; 0: every clip of a combination alike
 
     def __post_init__(self) -> None:
         self.background_levels = tuple(self.background_levels)
@@ -147,6 +149,8 @@ class ShapesConfig:
                 raise UserError(f"shapes: {name} must be in [0, 1), got {value!r}")
         if not (0.1 <= self.shape_width <= 0.4):
             raise UserError(f"shapes: shape_width must be in [0.1, 0.4] (it must fit the travel), got {self.shape_width!r}")
+        if not (0.0 <= self.jitter <= 1.0):
+            raise UserError(f"shapes: jitter must be in [0, 1], got {self.jitter!r}")
         bg = self.background_levels
         if len(bg) != 2 or not all(isinstance(v, int) for v in bg) or not (0 <= bg[0] <= bg[1] <= 64):
             raise UserError(f"shapes: background_levels must be two integers 0 <= low <= high <= 64, got {list(self.background_levels)}")
@@ -227,12 +231,13 @@ def _shape_mask(shape: str, x: np.ndarray, y: np.ndarray, cx: np.ndarray, cy: np
     raise UserError(f"shapes: unknown shape {shape!r}; choose from {', '.join(SHAPES)}")
 
 
-def _draw_layout(direction: str, rng: np.random.Generator, shape_width: float) -> tuple[float, float, float, float]:
+def _draw_layout(direction: str, rng: np.random.Generator, config: ShapesConfig) -> tuple[float, float, float, float]:
     """Per-clip random layout: (half width, start, end, perpendicular position), fractions of the canvas."""
-    half = 0.5 * shape_width * (1.0 + rng.uniform(-_SIZE_JITTER, _SIZE_JITTER))
-    start = _TRAVEL_START + rng.uniform(-_TRAVEL_JITTER, _TRAVEL_JITTER)
-    end = _TRAVEL_END + rng.uniform(-_TRAVEL_JITTER, _TRAVEL_JITTER)
-    perp = 0.5 + rng.uniform(-_PERP_JITTER, _PERP_JITTER)
+    j = config.jitter
+    half = 0.5 * config.shape_width * (1.0 + j * rng.uniform(-_SIZE_JITTER, _SIZE_JITTER))
+    start = _TRAVEL_START + j * rng.uniform(-_TRAVEL_JITTER, _TRAVEL_JITTER)
+    end = _TRAVEL_END + j * rng.uniform(-_TRAVEL_JITTER, _TRAVEL_JITTER)
+    perp = 0.5 + j * rng.uniform(-_PERP_JITTER, _PERP_JITTER)
     # Keep the whole shape on the canvas (one pixel margin is added by the clamp in render_frames).
     lo, hi = half, 1.0 - half
     start, end = min(max(start, lo), hi), min(max(end, lo), hi)
@@ -251,7 +256,7 @@ def render_frames(
     """Render the frames of one clip: uint8 ``[T, H, W, 3]`` (H = W = ``config.size``)."""
     config = config or ShapesConfig()
     _check_attrs(color, shape, direction)
-    half, start, end, perp = _draw_layout(direction, rng, config.shape_width)
+    half, start, end, perp = _draw_layout(direction, rng, config)
     background = int(rng.integers(config.background_levels[0], config.background_levels[1] + 1))
 
     size, t_count, ss = config.size, config.frames, _SUPERSAMPLE
