@@ -12,7 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 TOY = {
-    "shapes": {"size": 32, "frames": 9, "shape_width": 0.35, "background_levels": [20, 20]},
+    "shapes": {"size": 32, "frames": 9, "shape_width": 0.35, "background_levels": [20, 20], "jitter": 0.5},
     "text_tokenizer": {"vocab_size": 300},
     "video_tokenizer": {
         "model": {"channels": 8, "channel_mult": [1, 2, 4, 4], "norm_groups": 4, "bits": 10, "group_bits": 5,
@@ -30,7 +30,7 @@ TOY = {
     "llm_train": {"steps": 2, "micro_batch_size": 2, "val_every": 2, "save_every": 2, "log_every": 1, "precision": "fp32",
                   "deepspeed": str(ROOT / "deploy/deepspeed/zero0.json")},
     "demo": {"clips": 20, "nproc": 1, "prompts_per_split": 1, "cross_modal_clips": 1, "maskgit_steps": 2,
-             "choice_temperature": 2.0, "ar_cfg_scale": 2.5, "contact_sheet_samples": 1},
+             "choice_temperature": 2.0, "ar_cfg_scale": 2.5, "ar_temperature": 0.0, "top_p": 0.95, "contact_sheet_samples": 1},
 }  # fmt: skip
 
 
@@ -63,10 +63,12 @@ def test_demo_writes_report_samples_and_sheet(demo_run: tuple[Path, dict]) -> No
         assert report["seconds_per_clip"][sampler] > 0
     settings = json.loads(next((out / "samples" / "maskgit" / "seen").glob("*.json")).read_text())["settings"]
     assert settings["steps"] == 2 and settings["choice_temperature"] == 2.0 and settings["cfg_scale"] == 1.0
+    assert settings["temperature"] == 1.0 and settings["top_p"] == 0.95
     ar_settings = json.loads(next((out / "samples" / "ar" / "seen").glob("*.json")).read_text())["settings"]
-    assert ar_settings["cfg_scale"] == 2.5  # AR's own guidance scale
+    assert ar_settings["cfg_scale"] == 2.5 and ar_settings["temperature"] == 0.0  # AR's own guidance and temperature
+    assert ar_settings["top_p"] == 0.95
     shapes = json.loads((out / "data" / "shapes" / "dataset.json").read_text())["config"]
-    assert shapes["background_levels"] == [20, 20] and shapes["shape_width"] == 0.35
+    assert shapes["background_levels"] == [20, 20] and shapes["shape_width"] == 0.35 and shapes["jitter"] == 0.5
     assert list((out / "samples" / "video_to_audio").glob("*.wav")) and list((out / "samples" / "audio_to_video").glob("*.mp4"))
     assert report["video_to_audio_pitch_accuracy"] is not None and report["audio_to_video_shape_accuracy"] is not None
     assert report["llm"]["steps"] == 2 and report["llm"]["loss_curve"]["train"]

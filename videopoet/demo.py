@@ -57,7 +57,9 @@ class DemoConfig:
     ar_cfg_scale: float | None = None  # AR's own scale (None: cfg_scale); AR is bound by per-token overhead, so
     # guidance costs it almost nothing, while it doubles MaskGIT's compute-bound steps
     temperature: float = 1.0
+    ar_temperature: float | None = None  # AR's own temperature (None: temperature)
     top_k: int = 0
+    top_p: float = 1.0  # nucleus sampling (1: off)
     tokenize_batch_size: int = 8
     contact_sheet_samples: int = 6  # samples per sampler on the contact sheet
 
@@ -249,8 +251,10 @@ def demo_prompts(config: DemoConfig) -> list[dict[str, Any]]:
 def _sampling(config: DemoConfig, seed: int, sampler: str):
     from videopoet.llm.sampling import SamplingConfig
 
-    cfg = config.ar_cfg_scale if sampler == "ar" and config.ar_cfg_scale is not None else config.cfg_scale
-    return SamplingConfig(temperature=config.temperature, top_k=config.top_k, cfg_scale=cfg,
+    ar = sampler == "ar"
+    cfg = config.ar_cfg_scale if ar and config.ar_cfg_scale is not None else config.cfg_scale
+    temperature = config.ar_temperature if ar and config.ar_temperature is not None else config.temperature
+    return SamplingConfig(temperature=temperature, top_k=config.top_k, top_p=config.top_p, cfg_scale=cfg,
                           steps=config.maskgit_steps, choice_temperature=config.choice_temperature, seed=seed)
 
 
