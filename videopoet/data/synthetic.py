@@ -14,9 +14,8 @@ and audio:
 
 Per-clip randomness (from the seed) keeps clips apart without making any attribute ambiguous: size +-10%,
 start and end +-4% of the canvas, the perpendicular position within +-8% of the middle (all scaled by
-``jitter``, 1 by default), a dark gray
-background level (drawn from ``background_levels``; one fixed level makes the background cheap for a small
-LLM to model), and the caption template.
+``jitter``, 1 by default), a dark gray background level (drawn from ``background_levels``; one fixed level
+makes the background cheap for a small LLM to model), and the caption template.
 
 :data:`HELDOUT_COMBOS` lists (color, shape, direction) combinations that never appear in the ``train`` or
 ``val`` splits; the ``heldout`` split uses only them, to measure compositional generalisation.
