@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from videopoet.config import load_section  # noqa: E402
-from videopoet.tokenizers.trainer import cpu_has_bf16, loop_seconds_per_step  # noqa: E402
+from videopoet.precision import cpu_has_bf16  # noqa: E402
+from videopoet.tokenizers.trainer import loop_seconds_per_step  # noqa: E402
 from videopoet.tokenizers.video.model import PRESETS, VideoTokenizer  # noqa: E402
 from videopoet.tokenizers.video.train import (  # noqa: E402
     VideoTokenizerTrainingConfig,

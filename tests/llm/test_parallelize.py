@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
-from videopoet.llm.parallelize import free_port, launch_command
+import pytest
+
+from videopoet.llm.parallelize import cpu_threads_per_rank, free_port, launch_command
 
 
 def test_free_port_can_be_bound_and_launch_command_uses_it() -> None:
@@ -14,3 +17,17 @@ def test_free_port_can_be_bound_and_launch_command_uses_it() -> None:
         s.bind(("127.0.0.1", port))  # the rendezvous can take it
     cmd = launch_command(2, "c.yaml", ["llm_train.steps=1"], master_port=port)
     assert cmd[cmd.index("--master_port") + 1] == str(port) and cmd[-1] == "llm_train.steps=1"
+
+
+def test_cpu_threads_are_shared_among_local_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setenv("LOCAL_SIZE", "2")  # what the deepspeed launcher sets
+    assert cpu_threads_per_rank() == 4
+    monkeypatch.setenv("LOCAL_SIZE", "16")
+    assert cpu_threads_per_rank() == 1
+    monkeypatch.delenv("LOCAL_SIZE")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # what torchrun sets
+    assert cpu_threads_per_rank() == 2
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert cpu_threads_per_rank() == 8

@@ -216,3 +216,14 @@ def test_crash_while_saving_keeps_latest(in_process: None, token_records: Path, 
     with pytest.raises(OSError, match="disk full"):
         trainer.fit()
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_0000004"
+
+
+def test_bf16_training_on_cpu(in_process: None, token_records: Path, tmp_path: Path) -> None:
+    """DeepSpeed's bf16 mode on the CPU (what `precision: auto` picks on a CPU with native bf16)."""
+    trainer = make_trainer(write_config(tmp_path / "c.yaml", token_records, out=str(tmp_path / "run"), steps=4, val_every=4, precision="bf16"))
+    assert trainer.bf16
+    assert next(trainer.engine.module.parameters()).dtype == torch.bfloat16
+    result = trainer.fit()
+    curve = losses(tmp_path / "run")
+    assert sorted(curve) == [1, 2, 3, 4] and all(torch.isfinite(torch.tensor(v)) for v in curve.values())
+    assert result["step"] == 4 and torch.isfinite(torch.tensor(val_losses(tmp_path / "run")[4]))

@@ -39,7 +39,17 @@ def init_distributed() -> tuple[int, int, int]:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(cpu_threads_per_rank())
     return torch.distributed.get_rank(), torch.distributed.get_world_size(), local_rank
+
+
+def cpu_threads_per_rank() -> int:
+    """This machine's cores shared among the ranks on it: torch's default of one thread per core in every
+    rank oversubscribes the CPU (2 ranks on 2 cores: ~5% fewer tokens/s). OMP_NUM_THREADS overrides it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_SIZE") or os.environ.get("LOCAL_WORLD_SIZE") or 1)
+    return max(1, cores // max(1, local))
 
 
 def device_for(local_rank: int) -> torch.device:

@@ -32,6 +32,7 @@ from videopoet.llm.flops import flops_per_token, peak_tflops
 from videopoet.llm.masks import attention_mask
 from videopoet.llm.model import IGNORE_INDEX, LLMConfig, build_model, token_losses
 from videopoet.optim import OptimConfig
+from videopoet.precision import autocast_dtype
 from videopoet.vocab import TASKS
 
 CHECKPOINTS = "checkpoints"
@@ -57,7 +58,7 @@ class LLMTrainConfig:
         default_factory=lambda: OptimConfig(lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1, warmup_steps=100)
     )
     maskgit_ratio: float = 0.5  # share of sequences trained with the MaskGIT objective
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the GPU or CPU does it natively (precision.py)
     activation_checkpointing: bool = False
     log_every: int = 10
     val_every: int = 100
@@ -120,7 +121,7 @@ class LLMTrainer:
         self.run_dir = Path(self.config.out)
         self.rank, self.world, local_rank = parallelize.init_distributed()
         self.device = parallelize.device_for(local_rank)
-        self.bf16 = self.config.precision == "bf16" or (self.config.precision == "auto" and self.device.type == "cuda")
+        self.bf16 = autocast_dtype(self.config.precision, self.device) is not None
         torch.manual_seed(self.config.seed)
         self.resume_from = find_checkpoint(self.run_dir, resume)
         if self.resume_from is None and (self.run_dir / CHECKPOINTS / LATEST).is_file():

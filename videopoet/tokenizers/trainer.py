@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from videopoet.errors import UserError
 from videopoet.optim import OptimConfig, build_optimizer
+from videopoet.precision import autocast_dtype
 from videopoet.tokenizers.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -112,30 +113,10 @@ class EMA:
             ema_b.copy_(b)
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU does bf16 matrix math natively (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 when asked for, or when `auto` and the hardware runs it fast; None means fp32."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
 
 
 class _StepBatches(IterableDataset):
