@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The whole pipeline on the shapes dataset (2-core CPU: about 15 minutes); re-running continues it.
+# The whole pipeline on the shapes dataset (2-core CPU: about 13 minutes); re-running continues it.
 demo: install
 	$(BIN)/videopoet demo --out $(DEMO_OUT) --config configs/tiny.yaml
 
