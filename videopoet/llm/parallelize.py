@@ -146,9 +146,33 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
-    """Leave the process group; without it the processes abort at exit."""
+    """Leave the process group (without it the processes abort at exit) and free this rank's shared memory."""
     if torch.distributed.is_initialized():
+        rank = torch.distributed.get_rank()
         torch.distributed.destroy_process_group()
+        remove_cpu_allreduce_buffer(rank)
+
+
+# DeepSpeed's CPU allreduce (ops/csrc/cpu/comm/shm.cpp) gives every local rank a shared-memory buffer
+# (~69 MB) named after the user, MASTER_ADDR and MASTER_PORT, and never unlinks it: each run on the CPU
+# would leave its buffers in /dev/shm, which is RAM, until the machine reboots.
+_SHM_BUFFER = "deepspeed_allreduce_buffer_{uid}_{addr}_{port}_{rank}"
+
+
+def remove_cpu_allreduce_buffer(rank: int, shm_dir: Path = Path("/dev/shm")) -> bool:
+    """Unlink this rank's DeepSpeed CPU allreduce buffer, if there is one; True when one was removed.
+
+    Every rank has opened every other rank's buffer during initialisation, so removing the names at the
+    end cannot break a rank that is still running (its mappings stay valid)."""
+    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if not addr or not port or not hasattr(os, "getuid"):
+        return False
+    path = shm_dir / _SHM_BUFFER.format(uid=os.getuid(), addr=addr, port=port, rank=rank)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def launch_command(
