@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from videopoet.llm.masks import PREFIX, attention_mask
+from videopoet.llm.masks import MASKGIT, PREFIX, attention_mask
 from videopoet.llm.model import LLMConfig, build_model
 from videopoet.llm.sampling import (
     OutputBlock,
@@ -132,3 +132,28 @@ def test_unmasked_region_forward_equals_explicit_mask(model: torch.nn.Module) ->
                 outs.append(model.model(input_ids=region, position_ids=pos, cache=cache, use_cache=True, **extra).last_hidden_state)
     torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
     assert getattr(model.config, "is_causal", True)  # restored
+
+
+def test_masked_slots_lists_each_rows_masked_positions() -> None:
+    from videopoet.llm.sampling import _masked_slots
+
+    unknown = torch.tensor([[True, False, True, False], [False, False, False, True]])
+    idx, valid = _masked_slots(unknown)
+    assert idx.shape == (2, 2)
+    assert idx[0].tolist() == [0, 2] and valid[0].all()
+    assert idx[1, 0] == 3 and valid[1].tolist() == [True, False] and not unknown[1, idx[1, 1]]
+
+
+def test_maskgit_one_greedy_step_is_the_bidirectional_argmax(model: torch.nn.Module) -> None:
+    """One step samples every position from the full forward over an all-mask output."""
+    p = prefix(4)
+    content = sample_maskgit(model, [p], layout(), SamplingConfig(temperature=0, steps=1), PAD, MASK)
+    seq = layout().full_ids(torch.full_like(content, MASK))[0]
+    ids = torch.cat([p, seq])[None]
+    mask = attention_mask(ids.shape[1], torch.tensor([len(p)]), torch.tensor([ids.shape[1]]), torch.tensor([MASKGIT]))
+    logits = model(input_ids=ids, attention_mask=mask).logits[0]
+    lo, hi = layout().ranges()
+    for k, pos in enumerate(layout().content_positions()):
+        row = logits[len(p) + pos].clone()
+        row[: lo[k]] = row[hi[k] :] = float("-inf")
+        assert int(row.argmax()) == int(content[0, k])

@@ -157,6 +157,17 @@ def _draw(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generat
     return (logits - torch.log(-torch.log(u))).argmax(-1)
 
 
+def _masked_slots(unknown: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions `[B, K]` of each row's masked slots (K: the most any row has; rows with fewer repeat
+    known positions, flagged False in the returned `valid`), so the head and the draw run on those only:
+    the later steps leave few masked, and at paper scale the head is the step's largest matmul."""
+    counts = unknown.sum(1)
+    order = (~unknown).to(torch.uint8).argsort(dim=1, stable=True)  # masked slots first, in order
+    k = int(counts.max()) if len(counts) else 0
+    idx = order[:, :k]
+    return idx, torch.arange(k)[None, :] < counts[:, None]
+
+
 def _guide(logits: torch.Tensor, batch: int, scale: float) -> torch.Tensor:
     """Mix conditional (first half) and unconditional (second half) logits."""
     if logits.shape[0] == batch:
@@ -247,7 +258,6 @@ def sample_maskgit(
     device, batch, generator = next(model.parameters()).device, len(prefixes), torch.Generator().manual_seed(config.seed)
     cache, pads, positions = _prefill(model, prefixes, uncond_prefixes, config, pad_id)
     rows, width = positions.shape
-    lo, hi = layout.ranges()
 
     n = layout.content_length
     content = torch.full((batch, n), mask_id, dtype=torch.long)
@@ -266,21 +276,24 @@ def sample_maskgit(
             with _unmasked(model) as extra:
                 hidden = _hidden(model, **inputs, **extra)[:, slots]
         cache.crop(-region_len)  # keep only the prefix
-        sampled = torch.empty(batch, n, dtype=torch.long)
-        logp = torch.empty(batch, n)
+        unknown = content == mask_id
+        sampled, logp = content.clone(), torch.zeros(batch, n)
         start = 0
         for block in layout.blocks:  # one vocabulary slice per block
             end = start + len(block)
             base, top = int(block.lo.min()), int(block.hi.max())
-            logits = _guide(_head(model, hidden[:, start:end], base, top), batch, config.cfg_scale)
-            filtered = _filter_logits(logits, (block.lo - base).expand(batch, -1), (block.hi - base).expand(batch, -1), config)
-            drawn = _draw(filtered, config, generator)
-            known = content[:, start:end] != mask_id
-            drawn = torch.where(known, content[:, start:end] - base, drawn)
-            sampled[:, start:end] = drawn + base
-            logp[:, start:end] = filtered.log_softmax(-1).gather(-1, drawn[..., None]).squeeze(-1)
+            idx, valid = _masked_slots(unknown[:, start:end])
+            if idx.shape[1]:
+                rows_idx = idx.repeat(rows // batch, 1).to(hidden.device)
+                h = hidden[:, start:end].gather(1, rows_idx[..., None].expand(-1, -1, hidden.shape[-1]))
+                logits = _guide(_head(model, h, base, top), batch, config.cfg_scale)
+                filtered = _filter_logits(logits, (block.lo - base)[idx], (block.hi - base)[idx], config)
+                drawn = _draw(filtered, config, generator)
+                got = filtered.log_softmax(-1).gather(-1, drawn[..., None]).squeeze(-1)
+                span = sampled[:, start:end]
+                span.scatter_(1, idx, torch.where(valid, drawn + base, span.gather(1, idx)))
+                logp[:, start:end].scatter_(1, idx, torch.where(valid, got, 0.0))
             start = end
-        unknown = content == mask_id
         remaining = math.floor(n * math.cos(math.pi / 2 * (step + 1) / config.steps))
         if step == config.steps - 1 or remaining == 0:
             content = sampled
