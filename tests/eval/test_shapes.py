@@ -10,6 +10,7 @@ from videopoet.data import io as media_io
 from videopoet.data.synthetic import (
     ALL_COMBOS,
     CAPTION_TEMPLATES,
+    COLORS,
     PITCH_HZ,
     ShapesConfig,
     make_caption,
@@ -242,3 +243,25 @@ def test_format_report_lists_files_and_accuracy(tmp_path) -> None:
     text = format_report(result)
     assert "clip_00000.mp4" in text and "clip_00001.mp4" in text
     assert "accuracy: color 100.0% (2)" in text
+
+
+def _rounded_square_clip(corner: float, size: int = 32, side: float = 9.6, ss: int = 8) -> np.ndarray:
+    """A red square moving right at the demo's scale, its corners rounded with radius `corner * side` (a
+    video tokenizer's decoder rounds them so); corner 0.5 is a circle."""
+    c = (np.arange(size * ss) + 0.5) / ss
+    y, x = np.meshgrid(c, c, indexing="ij")
+    half, r = side / 2, corner * side
+    frames = []
+    for t in range(17):
+        dx, dy = np.abs(x - (8.3 + 0.9 * t)), np.abs(y - 16.2)
+        qx, qy = np.maximum(dx - (half - r), 0), np.maximum(dy - (half - r), 0)
+        inside = (dx <= half) & (dy <= half) & (qx**2 + qy**2 <= r * r)
+        cover = inside.reshape(size, ss, size, ss).mean(axis=(1, 3))[..., None]
+        frames.append(20 * (1 - cover) + np.array(COLORS["red"]) * cover)
+    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+
+
+def test_decoded_squares_with_rounded_corners_still_read_as_squares():
+    for corner in (0.0, 0.2, 0.3):
+        assert read_frames(_rounded_square_clip(corner)).shape == "square", corner
+    assert read_frames(_rounded_square_clip(0.5)).shape == "circle"

@@ -60,8 +60,14 @@ _MIN_PITCH_HZ = 40.0
 # Shape decision: |vertical skewness| >= _TRIANGLE_SKEW is a triangle (apex up: ideal -0.57, circle and
 # square: 0); otherwise the fill ratio of the bounding box splits square (1.0) from circle (0.785), and a
 # low fill without skew still counts as a triangle (ideal 0.5).
+# The square/circle split is set on what the oracle scores: clips decoded by a video tokenizer, whose
+# squares come back with rounded corners. On the demo's 32x32 clips, per-frame fills of dataset circles
+# are 0.72-0.86 and of squares 0.87-0.98; after a trained tokenizer's round trip, circles 0.72-0.90
+# (median 0.81) and squares 0.80-1.0 (median 0.89-0.93). Per clip, 0.85-0.86 reads every shape right,
+# both as rendered and round-tripped (160 clips through each of three demo tokenizers); 0.88, the midpoint
+# for rendered shapes, called 2-3% of round-tripped clips and 5-12% of sampled squares circles.
 _TRIANGLE_SKEW = 0.2
-_SQUARE_FILL = 0.88
+_SQUARE_FILL = 0.855
 _TRIANGLE_FILL = 0.64
 
 
