@@ -269,8 +269,8 @@ def generate_samples(model_dir: Path, shapes_dir: Path, out: Path, config: DemoC
     gen = Generator(model_dir)
     rows: list[dict[str, Any]] = []
     jobs: list[tuple[GenerateRequest, Path, str, dict[str, Any]]] = []
-    for sampler in config.samplers:
-        for p in demo_prompts(config):
+    for p in demo_prompts(config):  # samplers alternate, so both are timed under the same machine load
+        for sampler in config.samplers:
             request = GenerateRequest(task=config.task, prompt=p["prompt"], sampler=sampler, sampling=_sampling(config, p["seed"], sampler))
             expected = {k: p[k] for k in ("color", "shape", "direction")}
             jobs.append((request, out / sampler / p["split"], p["name"], {"group": f"{sampler}/{p['split']}", **expected}))
