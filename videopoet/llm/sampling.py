@@ -163,9 +163,8 @@ def _masked_slots(unknown: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     the later steps leave few masked, and at paper scale the head is the step's largest matmul."""
     counts = unknown.sum(1)
     order = (~unknown).to(torch.uint8).argsort(dim=1, stable=True)  # masked slots first, in order
-    k = int(counts.max()) if len(counts) else 0
-    idx = order[:, :k]
-    return idx, torch.arange(k)[None, :] < counts[:, None]
+    k = int(counts.max())
+    return order[:, :k], torch.arange(k)[None, :] < counts[:, None]
 
 
 def _guide(logits: torch.Tensor, batch: int, scale: float) -> torch.Tensor:
