@@ -4,18 +4,31 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 PYTEST_ARGS ?=
+LOCK := requirements.lock
+# `make lock` takes the newest releases uploaded before this day (uv's --exclude-newer): a release made
+# today waits a day, and the day is written into the lock's header, so a re-lock can be repeated.
+LOCK_DATE ?= $(shell date -u +%Y-%m-%d)
 
-.PHONY: install test demo lint format clean
+.PHONY: install lock test demo lint format clean
 DEMO_OUT ?= runs/demo
 
 install: $(STAMP)
 
-# Re-installs only when pyproject.toml changes; the package itself is editable.
-$(STAMP): pyproject.toml
+# Installs exactly the lock (pip and every runtime and dev package), then the package itself, editable,
+# without resolving anything again. Re-runs when the lock or pyproject.toml changes.
+$(STAMP): $(LOCK) pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "videopoet needs Python 3.11 or newer (the lock is tested on 3.11): make PYTHON=python3.11 ...")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet "$$(grep -E '^pip==' $(LOCK))"
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Re-resolves every package to its newest release within pyproject.toml's ranges, for every platform and
+# Python >= 3.11. Check a new lock before committing it: make install test demo (docs/install.md).
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --upgrade \
+		--exclude-newer $(LOCK_DATE) --quiet -o $(LOCK)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
