@@ -197,6 +197,26 @@ def _eval_shapes(args: argparse.Namespace) -> None:
         print(format_report(result))
 
 
+def _doctor(args: argparse.Namespace) -> None:
+    from videopoet import doctor
+
+    lock = args.lock if args.lock is not None else doctor.find_lock()
+    if lock is not None and not Path(lock).is_file():
+        raise UserError(f"lock file {lock} not found")
+    if not args.json:
+        print("checking this machine (DeepSpeed builds its CPU op the first time: about a minute)...", file=sys.stderr)
+    checks = doctor.run_checks(lock, runs=args.runs, build_ops=not args.no_build)
+    if args.json:
+        _print_json(doctor.to_json(checks, lock))
+    else:
+        print(doctor.format_report(checks, lock))
+    problems = doctor.failures(checks)
+    for check in problems:
+        print(f"videopoet doctor: {check.line()}", file=sys.stderr)
+    if problems:
+        raise SystemExit(EXIT_USER_ERROR)
+
+
 def _demo(args: argparse.Namespace) -> None:
     from videopoet.demo import run_demo
 
@@ -391,6 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--checkpoint", default="auto", help="auto (latest) or a checkpoint folder")
 
+    p = _command(top, "doctor", "check that this machine can run videopoet: packages against the lock, native "
+                 "libraries, encoders, GPUs or CPU, DeepSpeed, disk (exit 2 with one line per problem)", _doctor)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--lock", type=Path, help="lock file to compare with (default: requirements.lock of this checkout)")
+    p.add_argument("--runs", default="runs", help="folder whose disk must hold the runs (default: runs)")
+    p.add_argument("--no-build", dest="no_build", action="store_true", help="do not compile DeepSpeed's CPU op, only check it")
+
     p = _command(top, "demo", "run the whole pipeline on the shapes dataset and write a scored report (make demo)", _demo)
     p.add_argument("--out", required=True, type=Path, help="output folder (re-running continues an unfinished demo)")
     _add_config_options(p)
@@ -412,6 +439,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"videopoet: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (ImportError, OSError) as e:
+        # A package that does not import (torchaudio built for another torch, a missing PyAV) is the
+        # environment's fault: the doctor names it in one line. Anything else is a bug.
+        from videopoet.doctor import import_failure_line
+
+        line = import_failure_line(e)
+        if line is None:
+            raise
+        if debug:
+            traceback.print_exc()
+        print(f"videopoet: error: {line} (run `videopoet doctor` for every check)", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("videopoet: interrupted", file=sys.stderr)
