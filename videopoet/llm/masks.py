@@ -1,4 +1,4 @@
-"""Attention masks for the three modes of the prefix LM (DESIGN.md, task sequences).
+"""Attention masks for the three modes of the prefix LM (docs/design.md, "Sequence format").
 
 All masks are boolean `[B, 1, S, S]` tensors where True means "query i may attend to key j"; transformers
 passes a 4D mask through to SDPA unchanged.
@@ -16,20 +16,7 @@ from __future__ import annotations
 
 import torch
 
-CAUSAL, PREFIX, MASKGIT = 0, 1, 2
-MODES = {"causal": CAUSAL, "prefix": PREFIX, "ar": PREFIX, "maskgit": MASKGIT}
-
-
-def mode_id(mode: str | int) -> int:
-    """The integer code of a mode name ('causal', 'prefix'/'ar', 'maskgit')."""
-    if isinstance(mode, int):
-        if mode not in (CAUSAL, PREFIX, MASKGIT):
-            raise ValueError(f"unknown attention mode {mode}")
-        return mode
-    try:
-        return MODES[mode]
-    except KeyError:
-        raise ValueError(f"unknown attention mode {mode!r}; use one of {', '.join(MODES)}") from None
+from videopoet.sequence import MASKGIT, PREFIX
 
 
 def attention_mask(

@@ -1,11 +1,11 @@
-"""SI-SDR, mel distance and the Opus reference."""
+"""SI-SDR, mel distance and the pitch of a tone."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from videopoet.eval.audio_metrics import mel_distance, opus_reference, si_sdr
+from videopoet.metrics.audio import mel_distance, read_audio_pitch, si_sdr
 
 SR = 16000
 TONE = (0.5 * np.sin(2 * np.pi * 392 * np.arange(SR) / SR)).astype(np.float32)
@@ -28,9 +28,12 @@ def test_mel_distance() -> None:
     assert mel_distance(TONE, TONE, 24000) == 0.0
 
 
-@pytest.mark.parametrize("sr,kbps", [(16000, 0.8), (24000, 12.0), (22050, 8.0)])
-def test_opus_reference(sr: int, kbps: float) -> None:
-    tone = (0.5 * np.sin(2 * np.pi * 392 * np.arange(sr) / sr)).astype(np.float32)
-    ref = opus_reference(tone, sr, kbps)
-    assert ref["bitrate_kbps"] == max(kbps, 6.0)  # clamped to Opus' minimum
-    assert ref["si_sdr"] > 10 and np.isfinite(ref["mel_distance"])
+def test_read_audio_pitch_edge_cases():
+    sr = 16000
+    assert read_audio_pitch(np.zeros(16000, np.float32), sr) is None
+    assert read_audio_pitch(np.zeros(10, np.float32), sr) is None
+    t = np.arange(sr) / sr
+    for hz in (262.0, 300.0, 659.0, 1000.0):
+        assert abs(read_audio_pitch(0.3 * np.sin(2 * np.pi * hz * t), sr) - hz) < 0.5
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 392 * t)] * 2)
+    assert abs(read_audio_pitch(stereo, sr) - 392) < 0.5

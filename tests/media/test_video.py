@@ -1,16 +1,14 @@
-"""Tests for videopoet.data.io on real media from ../shared/media and on files written here."""
+"""videopoet.media.video: reading clips at a frame rate and size (by presentation time, with seeking), stills, and writing MP4 and PNG, on real media (../shared/media) and files written here."""
 
-import json
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from videopoet.data import io
+from videopoet import media as io
 from videopoet.errors import UserError
-
-# ------------------------------------------------------------------------------------------- helpers
+from videopoet.media import container as media_container
 
 
 def _gray_ramp(num_frames: int, step: int = 6, h: int = 32, w: int = 48) -> np.ndarray:
@@ -23,16 +21,6 @@ def _gray_ramp(num_frames: int, step: int = 6, h: int = 32, w: int = 48) -> np.n
 
 def _frame_index(frame: np.ndarray, step: int = 6) -> int:
     return int(round(float(frame.mean()) / step))
-
-
-def _sine(freq: float, seconds: float, sample_rate: int, amp: float = 0.5) -> np.ndarray:
-    t = np.arange(round(seconds * sample_rate)) / sample_rate
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def _peak_hz(wav: np.ndarray, sample_rate: int) -> float:
-    spectrum = np.abs(np.fft.rfft(wav * np.hanning(len(wav))))
-    return float(np.argmax(spectrum)) * sample_rate / len(wav)
 
 
 def _reference_frames(path: Path, times: list[float]) -> list[np.ndarray]:
@@ -49,76 +37,6 @@ def ramp_video(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ramp") / "ramp.mp4"
     io.write_video(path, _gray_ramp(40), fps=25)
     return path
-
-
-# --------------------------------------------------------------------------------------------- probe
-
-
-def test_probe_real_videos(shared_media):
-    video = shared_media / "video"
-
-    city = io.probe(video / "city_cc0.mpg")
-    assert city.container == "mpeg"
-    assert city.audio == []
-    (v,) = city.video
-    assert (v.codec, v.width, v.height, v.fps) == ("mpeg2video", 720, 405, 25.0)
-    assert city.duration_s == pytest.approx(7.6, abs=0.05)
-
-    short = io.probe(video / "realshort.mp4")
-    assert "mp4" in short.container
-    (v,) = short.video
-    (a,) = short.audio
-    assert (v.codec, v.width, v.height, v.num_frames) == ("h264", 320, 240, 36)
-    assert v.fps == pytest.approx(30.0, abs=0.05)
-    assert (a.codec, a.sample_rate, a.channels) == ("aac", 48000, 1)
-    assert short.duration_s == pytest.approx(1.2, abs=0.05)
-
-    balle = io.probe(video / "balle_jbart.mp4")
-    (v,) = balle.video
-    (a,) = balle.audio
-    assert (v.codec, v.width, v.height, v.fps, v.num_frames) == ("h264", 720, 576, 25.0, 255)
-    assert (a.codec, a.sample_rate, a.channels) == ("aac", 48000, 2)
-    assert balle.duration_s == pytest.approx(10.2, abs=0.05)
-
-    g1 = io.probe(video / "g1.avi")
-    assert g1.container == "avi" and g1.audio == []
-    (v,) = g1.video
-    assert (v.codec, v.width, v.height, v.fps, v.num_frames) == ("mpeg4", 400, 300, 25.0, 16)
-    assert g1.duration_s == pytest.approx(0.64, abs=0.01)
-
-    ogv = io.probe(video / "force_magnetique.ogv")
-    assert ogv.container == "ogg"
-    (v,) = ogv.video
-    assert (v.codec, v.width, v.height) == ("theora", 400, 304)
-    assert v.fps is None  # the container reports no frame rate
-    assert ogv.duration_s == pytest.approx(1.36, abs=0.05)
-
-
-def test_probe_real_audio(shared_media):
-    audio = shared_media / "audio"
-    expected = {
-        "speech_librivox_0870.wav": ("wav", "pcm_s16le", 16000, 1, 7.1),
-        "speech_librivox_0880.wav": ("wav", "pcm_s16le", 16000, 1, 2.99),
-        "music_ambi_piano.flac": ("flac", "flac", 44100, 2, 2.81),
-        "music_bass_voxy_c.flac": ("flac", "flac", 44100, 2, 6.23),
-        "music_elec_bell.flac": ("flac", "flac", 44100, 1, 0.28),
-    }
-    for name, (container, codec, rate, channels, seconds) in expected.items():
-        info = io.probe(audio / name)
-        assert info.container == container and info.video == []
-        (a,) = info.audio
-        assert (a.codec, a.sample_rate, a.channels) == (codec, rate, channels), name
-        assert info.duration_s == pytest.approx(seconds, abs=0.01), name
-
-
-def test_media_info_to_dict_is_json(shared_media):
-    data = io.probe(shared_media / "video" / "balle_jbart.mp4").to_dict()
-    again = json.loads(json.dumps(data))
-    assert again["video"][0]["width"] == 720
-    assert again["audio"][0]["channels"] == 2
-
-
-# ----------------------------------------------------------------------------------------- read_clip
 
 
 @pytest.mark.parametrize(
@@ -191,7 +109,7 @@ def test_read_clip_seek_matches_sequential_decode(shared_media, name, start):
 
 def test_read_clip_seek_past_target_falls_back_to_start(shared_media, monkeypatch):
     """If a seek lands after the wanted time (imprecise demuxer), decoding restarts from the beginning."""
-    monkeypatch.setattr(io, "_SEEK_MARGIN_S", -1.5)  # seek deliberately 1.5 s too far
+    monkeypatch.setattr(media_container, "_SEEK_MARGIN_S", -1.5)  # seek deliberately 1.5 s too far
     path = shared_media / "video" / "city_cc0.mpg"
     clip = io.read_clip(path, 3.0, 3, 8)
     expected = _reference_frames(path, [3.0 + i / 8 for i in range(3)])
@@ -211,9 +129,6 @@ def test_resize_center_crop_covers_then_crops():
     up = io.resize_center_crop(frames, (300, 300))  # upscale to cover 300 rows -> 300x600
     assert up.shape == (2, 300, 300, 3)
     assert io.resize_center_crop(frames, (100, 200)) is frames
-
-
-# ---------------------------------------------------------------------------------------- read_image
 
 
 def test_read_image_png_and_jpeg(tmp_path):
@@ -243,116 +158,12 @@ def test_read_image_png_and_jpeg(tmp_path):
     assert np.abs(got[0].astype(int) - smooth).mean() < 4
 
 
-# ---------------------------------------------------------------------------------------- read_audio
-
-
-def test_read_audio_stereo_48k_to_16k_mono(shared_media):
-    path = shared_media / "video" / "balle_jbart.mp4"  # AAC 48 kHz stereo
-    wav = io.read_audio(path, start_s=1.0, duration_s=2.0, sample_rate=16000)
-    assert wav.shape == (32000,) and wav.dtype == np.float32
-    whole = io.read_audio(path)
-    assert whole.dtype == np.float32 and whole.ndim == 1
-    assert whole.shape[0] == pytest.approx(10.2 * 16000, rel=0.01)
-
-
-def test_read_audio_downmixes_by_mean(tmp_path):
-    sr = 48000
-    left = _sine(440, 1.0, sr, amp=0.5)
-    path = tmp_path / "stereo.wav"
-    with av.open(str(path), "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=sr, layout="stereo")
-        data = np.stack([left, np.zeros_like(left)])  # right channel silent
-        frame = av.AudioFrame.from_ndarray(
-            np.round(data.T.reshape(1, -1) * 32767).astype(np.int16), format="s16", layout="stereo"
-        )
-        frame.sample_rate = sr
-        container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    assert io.probe(path).audio[0].channels == 2
-    wav = io.read_audio(path, sample_rate=16000)
-    assert wav.shape == (16000,)
-    assert np.abs(wav[1000:-1000]).max() == pytest.approx(0.25, abs=0.01)  # mean of 0.5 sine and silence
-    assert _peak_hz(wav, 16000) == pytest.approx(440, abs=2)
-
-
-def test_read_audio_resampling_keeps_frequency(tmp_path):
-    path = tmp_path / "sine.wav"
-    io.write_audio(path, _sine(1000, 2.0, 44100), 44100)
-    wav = io.read_audio(path, sample_rate=16000)
-    assert wav.shape == (32000,)
-    assert _peak_hz(wav, 16000) == pytest.approx(1000, abs=2)
-    assert np.abs(wav).max() == pytest.approx(0.5, abs=0.02)
-
-
-def test_read_audio_real_files(shared_media):
-    audio = shared_media / "audio"
-    speech = io.read_audio(audio / "speech_librivox_0870.wav")
-    assert speech.shape == (113600,) and np.abs(speech).max() > 0.05
-    part = io.read_audio(audio / "speech_librivox_0870.wav", start_s=1.0, duration_s=0.5)
-    assert np.array_equal(part, speech[16000:24000])  # 16 kHz source: no resampling, exact slice
-    late = io.read_audio(audio / "speech_librivox_0870.wav", start_s=5.0, duration_s=1.0)  # seeks
-    assert np.array_equal(late, speech[80000:96000])
-    stereo = io.read_audio(shared_media / "video" / "balle_jbart.mp4", start_s=6.0, duration_s=1.0)
-    assert stereo.shape == (16000,)
-    music = io.read_audio(audio / "music_ambi_piano.flac", sample_rate=22050)
-    assert music.shape[0] == pytest.approx(2.81 * 22050, rel=0.01)
-    assert -1.0 <= music.min() and music.max() <= 1.0 and np.abs(music).max() > 0.05
-
-
-def test_read_audio_too_short(shared_media):
-    path = shared_media / "video" / "realshort.mp4"
-    with pytest.raises(io.NotEnoughFramesError, match="realshort.mp4"):
-        io.read_audio(path, duration_s=5.0)
-    wav = io.read_audio(path, duration_s=5.0, pad=True)
-    assert wav.shape == (80000,)
-    assert np.all(wav[20000:] == 0) and np.abs(wav[:18000]).max() > 0.01
-
-
-def test_read_audio_no_audio_stream(shared_media):
-    with pytest.raises(io.NoAudioStreamError, match="city_cc0.mpg: no audio stream"):
-        io.read_audio(shared_media / "video" / "city_cc0.mpg")
-
-
 def test_read_clip_no_video_stream(shared_media):
     with pytest.raises(io.NoVideoStreamError, match="no video stream"):
         io.read_clip(shared_media / "audio" / "speech_librivox_0880.wav", 0.0, 1, 8)
 
 
-# ------------------------------------------------------------------------------------- broken inputs
-
-
-def _broken_files(shared_media: Path, tmp_path: Path) -> dict[str, Path]:
-    truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes((shared_media / "video" / "balle_jbart.mp4").read_bytes()[:20_000])
-    empty = tmp_path / "empty.mp4"
-    empty.write_bytes(b"")
-    text = tmp_path / "notes.mp4"
-    text.write_text("this is not a video\n")
-    missing = tmp_path / "missing.mp4"
-    return {"truncated": truncated, "empty": empty, "text": text, "missing": missing, "folder": tmp_path}
-
-
-@pytest.mark.parametrize("kind", ["truncated", "empty", "text", "missing", "folder"])
-def test_broken_inputs_raise_media_error(shared_media, tmp_path, kind):
-    path = _broken_files(shared_media, tmp_path)[kind]
-    readers = [
-        lambda: io.probe(path),
-        lambda: io.read_clip(path, 0.0, 17, 8),
-        lambda: io.read_audio(path),
-        lambda: io.read_image(path),
-    ]
-    for read in readers:
-        with pytest.raises(io.MediaError) as info:
-            read()
-        message = str(info.value)
-        assert str(path) in message and "\n" not in message
-        assert not isinstance(info.value, av.FFmpegError)
-
-
-# --------------------------------------------------------------------------------------------- writing
-
-
-def test_write_video_round_trip_with_audio(tmp_path):
+def test_write_video_round_trip_with_audio(tmp_path, sine, peak_hz):
     # moving colour gradients: smooth content, as 4:2:0 chroma keeps no sharp colour edges
     y, x = np.mgrid[0:64, 0:96]
     frames = np.stack(
@@ -361,7 +172,7 @@ def test_write_video_round_trip_with_audio(tmp_path):
             for k in range(9)
         ]
     ).astype(np.uint8)
-    audio = _sine(440, 9 / 8, 16000)
+    audio = sine(440, 9 / 8, 16000)
     path = tmp_path / "nested" / "dir" / "out.mp4"  # parents are created
     io.write_video(path, frames, fps=8, audio=audio, sample_rate=16000)
 
@@ -376,13 +187,13 @@ def test_write_video_round_trip_with_audio(tmp_path):
     assert np.abs(back.astype(np.float32) - frames).mean() < 4
     sound = io.read_audio(path, sample_rate=16000)
     assert sound.shape[0] == pytest.approx(len(audio), abs=1100)
-    assert _peak_hz(sound, 16000) == pytest.approx(440, abs=10)
+    assert peak_hz(sound, 16000) == pytest.approx(440, abs=10)
 
 
-def test_write_video_is_deterministic(tmp_path):
+def test_write_video_is_deterministic(tmp_path, sine):
     frames = _gray_ramp(12)
     frames[:, 8:16, 10:30] = 200
-    audio = _sine(300, 1.5, 16000)
+    audio = sine(300, 1.5, 16000)
     first, second = tmp_path / "a.mp4", tmp_path / "b.mp4"
     io.write_video(first, frames, fps=8, audio=audio, sample_rate=16000)
     io.write_video(second, frames, fps=8, audio=audio, sample_rate=16000)
@@ -397,24 +208,6 @@ def test_write_video_odd_size(tmp_path):
     assert (v.height, v.width) == (34, 48)  # padded by one edge pixel to even
     back = io.read_clip(path, 0.0, 3, 8)
     assert np.abs(back[:, :33, :47].astype(int) - 120).max() <= 3
-
-
-@pytest.mark.parametrize("ext", ["wav", "flac"])
-def test_write_audio_round_trip(tmp_path, ext):
-    wav = _sine(440, 0.5, 22050, amp=0.8)
-    path = tmp_path / "sub" / f"tone.{ext}"
-    io.write_audio(path, wav, 22050)
-    (a,) = io.probe(path).audio
-    assert (a.sample_rate, a.channels) == (22050, 1)
-    assert a.codec == ("pcm_s16le" if ext == "wav" else "flac")
-    back = io.read_audio(path, sample_rate=22050)
-    assert back.shape == wav.shape
-    assert np.abs(back - wav).max() < 1e-4  # 16-bit quantization only
-
-
-def test_write_audio_rejects_other_extensions(tmp_path):
-    with pytest.raises(io.MediaError, match=r"unsupported audio extension '\.mp3'"):
-        io.write_audio(tmp_path / "tone.mp3", np.zeros(100, np.float32), 16000)
 
 
 def test_write_image_round_trip(tmp_path) -> None:

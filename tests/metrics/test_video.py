@@ -1,4 +1,4 @@
-"""PSNR and SSIM on both video layouts, and the H.264 reference at a matched bit rate."""
+"""PSNR and SSIM on both video layouts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from videopoet.eval.video_metrics import h264_reference, psnr, ssim
+from videopoet.metrics.video import psnr, ssim
 
 
 def _clip(seed: int = 0) -> np.ndarray:
@@ -47,11 +47,3 @@ def test_ssim_identical_and_noise() -> None:
     )
     with pytest.raises(ValueError, match="differ in shape"):
         ssim(clip, clip[:2])
-
-
-def test_h264_reference_at_matched_bpp() -> None:
-    clip = _clip()
-    low = h264_reference(clip, 8.0, 0.3)
-    high = h264_reference(clip, 8.0, 3.0)
-    assert all(math.isfinite(v) for v in (*low, *high))
-    assert high[2] <= 3.0 and high[0] >= low[0]
