@@ -122,9 +122,10 @@ def test_crash_while_saving_keeps_latest_valid(tmp_path: Path, monkeypatch: pyte
 
 def test_tokenizer_folder_round_trip_and_errors(tmp_path: Path) -> None:
     from videopoet.tokenizers.checkpoint import CheckpointError, load_tokenizer, save_tokenizer
-    from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
+    from videopoet.tokenizers.video.model import VideoTokenizer
+    from videopoet.tokenizers.video.model import preset as video_preset
 
-    model = VideoTokenizer(VideoTokenizerConfig.preset("tiny")).eval()
+    model = VideoTokenizer(video_preset("tiny")).eval()
     save_tokenizer(tmp_path / "video", model, "video")
     loaded = load_tokenizer(tmp_path / "video", "video")
     frames = torch.randint(0, 256, (5, 64, 64, 3), dtype=torch.uint8)
@@ -133,7 +134,7 @@ def test_tokenizer_folder_round_trip_and_errors(tmp_path: Path) -> None:
         load_tokenizer(tmp_path / "video", "audio")
     with pytest.raises(CheckpointError, match="not found"):
         load_tokenizer(tmp_path / "nothing", "video")
-    other = VideoTokenizer(VideoTokenizerConfig.preset("tiny", channels=8)).eval()
+    other = VideoTokenizer(video_preset("tiny", channels=8)).eval()
     save_tokenizer(tmp_path / "other", other, "video")
     (tmp_path / "other" / "model.safetensors").replace(tmp_path / "video" / "model.safetensors")
     with pytest.raises(CheckpointError, match="do not fit this model's config"):

@@ -167,18 +167,6 @@ def load_checkpoint(path: str | Path, modules: dict[str, nn.Module]) -> dict[str
         raise CheckpointError(f"checkpoint {path} has a corrupt training_state.pt: {e}") from None
 
 
-def _model_classes(kind: str) -> tuple[type, type]:
-    if kind == "video":
-        from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
-
-        return VideoTokenizer, VideoTokenizerConfig
-    if kind == "audio":
-        from videopoet.tokenizers.audio.model import AudioTokenizer, AudioTokenizerConfig
-
-        return AudioTokenizer, AudioTokenizerConfig
-    raise ValueError(f"unknown tokenizer kind {kind!r}")
-
-
 def tokenizer_folder_config(kind: str, model_config: Any, **extra: Any) -> dict[str, Any]:
     """The config.json of a tokenizer folder: its kind and model config (plus e.g. the training config)."""
     from videopoet.config import to_dict
@@ -187,10 +175,13 @@ def tokenizer_folder_config(kind: str, model_config: Any, **extra: Any) -> dict[
 
 
 def load_tokenizer(folder: str | Path, kind: str, device: str | torch.device = "cpu") -> nn.Module:
-    """A video or audio tokenizer from its folder (config.json + model.safetensors), in eval mode."""
+    """A media tokenizer of family `kind` (`video`, `audio`, ...: `tokenizers.registry`) from its folder
+    (config.json + model.safetensors), in eval mode."""
     from videopoet.config import ConfigError, from_dict
+    from videopoet.tokenizers.registry import get_family
 
-    model_cls, config_cls = _model_classes(kind)
+    family = get_family(kind)
+    model_cls, config_cls = family.load("model"), family.load("model_config")
     config = load_tokenizer_config(folder, kind)
     try:
         model_config = from_dict(config_cls, config.get("model") or {}, prefix="model")
@@ -202,5 +193,5 @@ def load_tokenizer(folder: str | Path, kind: str, device: str | torch.device = "
 
 
 def save_tokenizer(folder: str | Path, model: nn.Module, kind: str, **extra: Any) -> None:
-    """Write a video or audio tokenizer's folder from the model and its config (e.g. an untrained one)."""
+    """Write a media tokenizer's folder from the model and its config (e.g. an untrained one)."""
     save_tokenizer_folder(folder, model, tokenizer_folder_config(kind, model.config, **extra))

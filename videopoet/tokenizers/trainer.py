@@ -72,6 +72,18 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1")
 
 
+class TrainingSource(Protocol):
+    """Where a solver's media comes from (`videopoet.data.sources` makes them): float tensors in [-1, 1],
+    clips `[B, 3, T, H, W]` or waveforms `[B, 1, N]`. A source may also offer
+    `validation_scores(reconstructions) -> dict` for what it knows about its validation clips."""
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
+        """A random training batch drawn with `rng` (the loop seeds it per step, so resuming repeats it)."""
+
+    def validation(self, n: int) -> torch.Tensor:
+        """The same `n` held-out clips every call."""
+
+
 class TokenizerSolver(Protocol):
     """What the loop needs from a tokenizer. Losses are returned, the loop does backward and steps."""
 
@@ -286,13 +298,13 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
     return {"step": config.steps, "train": logs, "val": metrics}
 
 
-def loop_seconds_per_step(train: Any, config: Any, steps: int = 12) -> float:
-    """Seconds per step of a short real run of `train(config, "shapes", out)` (a tokenizer's train
-    function) as its loop measures it: optimizer steps, EMA and data included, start-up excluded. Runs a
-    copy of `config` for `steps` steps in a temporary folder; benchmarks plan their step counts with it."""
+def loop_seconds_per_step(solver: TokenizerSolver, config: TrainConfig, steps: int = 12) -> float:
+    """Seconds per step of a short real run of `solver` as the loop measures it: optimizer steps, EMA and
+    data included, start-up excluded. Runs a copy of `config` for `steps` steps in a temporary folder;
+    benchmarks plan their step counts with it."""
     config = copy.deepcopy(config)
-    config.train.steps, config.train.log_every = steps, max(1, steps // 2)
-    config.train.val_every = config.train.save_every = config.train.sample_every = steps
+    config.steps, config.log_every = steps, max(1, steps // 2)
+    config.val_every = config.save_every = config.sample_every = steps
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(config, "shapes", Path(tmp) / "calibrate")
+        result = train_tokenizer(solver, config, Path(tmp) / "calibrate")
     return 1.0 / result["train"]["steps_per_s"]

@@ -87,7 +87,7 @@ def test_presets_and_config_validation():
         AudioTokenizerConfig(kernel_size=4)
     with pytest.raises(ValueError, match="quantizer_dropout"):
         AudioTokenizerConfig(quantizer_dropout=2.0)
-    with pytest.raises(ValueError, match="unknown audio tokenizer preset"):
+    with pytest.raises(UserError, match="unknown audio tokenizer preset"):
         preset("huge")
     assert AudioTokenizerConfig(sample_rate=24000).frame_rate == 75
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from videopoet.data.io import read_audio, write_audio, write_video
 from videopoet.data.synthetic import render_clip
 from videopoet.errors import UserError
+from videopoet.media import read_audio, write_audio, write_video
 from videopoet.tokenizers.audio.model import AudioTokenizer, preset
 from videopoet.tokenizers.audio.tools import decode_file, encode_file, evaluate_files
 from videopoet.tokenizers.checkpoint import save_tokenizer

@@ -1,5 +1,5 @@
 """Audio tokenizer training: a few steps on shapes write a loadable folder, resume, the discriminator's
-switch-on at disc_start, and the audio sources."""
+switch-on at disc_start, and the warm-ups (the audio sources: tests/data/test_sources.py)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,22 @@ import pytest
 import torch
 
 from videopoet.config import from_dict, to_dict
-from videopoet.data.io import write_audio
+from videopoet.data.sources import training_source
 from videopoet.errors import UserError
 from videopoet.tokenizers.audio.model import preset
 from videopoet.tokenizers.audio.train import (
     AudioLossConfig,
     AudioSolver,
     AudioTokenizerTrainingConfig,
-    ShapesSource,
-    make_audio_source,
-    train_audio_tokenizer,
 )
 from videopoet.tokenizers.checkpoint import latest_checkpoint, load_tokenizer
+from videopoet.tokenizers.registry import get_family
+
+FAMILY = get_family("audio")
+
+
+def fit(config: AudioTokenizerTrainingConfig, out: Path, resume: bool = False) -> dict:
+    return FAMILY.train(config, training_source(FAMILY, "shapes", config), out, resume=resume)
 
 
 def tiny_config(steps: int = 3, disc_start: int = 2, **loss) -> AudioTokenizerTrainingConfig:
@@ -40,10 +44,10 @@ def tiny_config(steps: int = 3, disc_start: int = 2, **loss) -> AudioTokenizerTr
 
 def test_train_writes_loadable_folder_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    first = train_audio_tokenizer(tiny_config(steps=2), "shapes", out)
+    first = fit(tiny_config(steps=2), out)
     assert latest_checkpoint(out).name == "step_0000002"
     assert "d_loss" not in first["train"]  # steps 0 and 1 are before disc_start
-    result = train_audio_tokenizer(tiny_config(steps=3), "shapes", out, resume=True)
+    result = fit(tiny_config(steps=3), out, resume=True)
     assert latest_checkpoint(out).name == "step_0000003" and "d_loss" in result["train"]  # step 2: on
     assert np.isfinite(result["val"]["si_sdr"]) and 0 <= result["val"]["pitch_ok"] <= 1
     assert {"usage_l0", "usage_l1", "mel_distance"} <= set(result["val"])
@@ -56,7 +60,7 @@ def test_train_writes_loadable_folder_and_resumes(tmp_path: Path) -> None:
 
 def test_discriminator_switches_on_at_disc_start() -> None:
     config = tiny_config(disc_start=1)
-    solver = AudioSolver(config, make_audio_source("shapes", config))
+    solver = AudioSolver(config, training_source(FAMILY, "shapes", config))
     batch = solver.sample_batch(np.random.default_rng(0))
     assert batch.shape == (2, 1, 4000) and batch.abs().max() <= 1
     loss, logs, recon = solver.generator_loss(batch, step=0)
@@ -70,7 +74,7 @@ def test_discriminator_switches_on_at_disc_start() -> None:
 
 def test_quantizer_and_mel_warm_ups() -> None:
     config = tiny_config(disc_start=10, quantizer_start=2, mel_start=1, mel_log_eps=0.1)
-    solver = AudioSolver(config, make_audio_source("shapes", config))
+    solver = AudioSolver(config, training_source(FAMILY, "shapes", config))
     assert solver.mel_loss.eps == 0.1
     batch = solver.sample_batch(np.random.default_rng(0))
     loss, logs, _ = solver.generator_loss(batch, step=0)  # plain autoencoder, waveform L1 alone
@@ -86,12 +90,12 @@ def test_quantizer_and_mel_warm_ups() -> None:
     assert bool(solver.model.quantizer.initialized) and "rvq/usage/level0" in logs
     metrics = solver.evaluate(solver.model)
     assert metrics["quantized"] == 1 and "usage_l1" in metrics
-    short = AudioSolver(tiny_config(steps=3, quantizer_start=100), make_audio_source("shapes", config))
+    short = AudioSolver(tiny_config(steps=3, quantizer_start=100), training_source(FAMILY, "shapes", config))
     assert [short.quantizer_on(s) for s in range(3)] == [False, False, True]  # the last step always quantizes
 
 
 def test_run_shorter_than_the_quantizer_warm_up_saves_initialised_codebooks(tmp_path: Path) -> None:
-    train_audio_tokenizer(tiny_config(steps=2, disc_start=10, quantizer_start=50), "shapes", tmp_path / "run")
+    fit(tiny_config(steps=2, disc_start=10, quantizer_start=50), tmp_path / "run")
     assert bool(load_tokenizer(tmp_path / "run", "audio").quantizer.initialized)
 
 
@@ -104,19 +108,3 @@ def test_loss_schedule_validation() -> None:
         AudioLossConfig(mel_log_eps=0.0)
     with pytest.raises(UserError, match="quantizer_start must be >= 0"):  # from the config file: a clear error
         tiny_config(quantizer_start=-1)
-
-
-def test_sources(tmp_path: Path) -> None:
-    config = tiny_config()
-    shapes = make_audio_source("shapes", config)
-    assert isinstance(shapes, ShapesSource) and shapes.validation(2).shape == (2, 1, 8000)
-    with pytest.raises(UserError, match="not found"):
-        make_audio_source(tmp_path / "missing", config)
-    (tmp_path / "notes.txt").write_text("no audio here")
-    with pytest.raises(UserError, match="no usable audio"):
-        make_audio_source(tmp_path, config)
-    write_audio(tmp_path / "a.wav", 0.3 * np.sin(np.arange(6000) / 5.0).astype(np.float32), 8000)  # resampled
-    source = make_audio_source(tmp_path, config)
-    batch = source.sample(np.random.default_rng(0), 3)
-    assert batch.shape == (3, 1, 4000) and batch.abs().max() > 0.1
-    assert source.validation(2).shape == (2, 1, 8000)  # padded past the file's end

@@ -9,6 +9,7 @@ import torch
 
 from videopoet.errors import UserError
 from videopoet.tokenizers.video.model import PRESETS, VideoShapeError, VideoTokenizer, VideoTokenizerConfig
+from videopoet.tokenizers.video.model import preset as video_preset
 
 
 def small_config(**overrides) -> VideoTokenizerConfig:
@@ -35,7 +36,7 @@ def model(request: pytest.FixtureRequest) -> VideoTokenizer:
 
 
 def test_temporal_kernel_1_mixes_time_only_where_it_is_resampled() -> None:
-    from videopoet.tokenizers.video.model import CausalConv3d, Downsample, Upsample
+    from videopoet.tokenizers.video.layers import CausalConv3d, Downsample, Upsample
 
     tok = VideoTokenizer(small_config(temporal_kernel=1))
     for parent in tok.modules():
@@ -84,6 +85,7 @@ def test_decoder_is_causal(model: VideoTokenizer) -> None:
 
 
 @pytest.mark.parametrize("width", [64, 112])
+@pytest.mark.slow  # long clips
 def test_chunked_encoding_equals_whole(model: VideoTokenizer, width: int) -> None:
     x = clip(17, 64, width, seed=2)
     whole = model.encode(x)
@@ -157,7 +159,7 @@ EXPECTED = {  # preset: (frames, height, width) -> latent (t, h, w)
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_preset_shapes_on_meta_device(name: str) -> None:
-    cfg = VideoTokenizerConfig.preset(name)
+    cfg = video_preset(name)
     (frames, h, w), latent = EXPECTED[name]
     assert (cfg.frames, cfg.height, cfg.width) == (frames, h, w)
     with torch.device("meta"):
@@ -220,9 +222,9 @@ def test_config_validation() -> None:
         small_config(height=60)
     with pytest.raises(ValueError, match="LFQ bits"):
         small_config(bits=0)
-    with pytest.raises(KeyError, match="choose one of"):
-        VideoTokenizerConfig.preset("huge")
-    assert VideoTokenizerConfig.preset("tiny", bits=8).bits == 8
+    with pytest.raises(UserError, match="choose one of"):
+        video_preset("huge")
+    assert video_preset("tiny", bits=8).bits == 8
     assert PRESETS["tiny"].bits == 10  # presets are copied, not changed
 
 

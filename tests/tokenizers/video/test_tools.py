@@ -20,8 +20,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A small untrained tokenizer folder (space 8, time 4), a 24-frame shapes mp4 and a PNG."""
     from PIL import Image
 
-    from videopoet.data.io import write_video
     from videopoet.data.synthetic import ShapesConfig, render_frames
+    from videopoet.media import write_video
     from videopoet.tokenizers.checkpoint import save_tokenizer
     from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
 
@@ -39,7 +39,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_video_round_trip_and_chunked_equals_whole(files: dict[str, Path]) -> None:
-    from videopoet.data.io import probe
+    from videopoet.media import probe
     from videopoet.tokenizers.video.tools import decode_file, encode_file
 
     root = files["root"]
@@ -58,7 +58,7 @@ def test_video_round_trip_and_chunked_equals_whole(files: dict[str, Path]) -> No
 
 
 def test_image_round_trip(files: dict[str, Path]) -> None:
-    from videopoet.data.io import read_image
+    from videopoet.media import read_image
     from videopoet.tokenizers.video.tools import decode_file, encode_file
 
     root = files["root"]

@@ -16,7 +16,7 @@ encoded in chunks with enough context on each side (left only when causal) to co
 receptive field, so `encode_long` gives the same codes as one whole-input pass, in bounded memory.
 
 Input rules: NaN or infinite samples raise `AudioInputError`; samples beyond +-1 are clamped; silence is
-fine; stereo is rejected here (down-mixing is the I/O layer's job: `videopoet.data.io.read_audio`
+fine; stereo is rejected here (down-mixing is the I/O layer's job: `videopoet.media.read_audio`
 averages the channels), as are integer PCM samples.
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from videopoet.errors import UserError
+from videopoet.tokenizers.audio.layers import Decoder, Encoder, context_span
 from videopoet.tokenizers.audio.rvq import ResidualVQ, RVQConfig
 
 SAMPLE_RATES = (16000, 24000)
@@ -124,132 +126,11 @@ PRESETS: dict[str, AudioTokenizerConfig] = {
 }
 
 
-def preset(name: str, **overrides) -> AudioTokenizerConfig:
+def preset(name: str, **overrides: Any) -> AudioTokenizerConfig:
     """A preset config by name (`tiny`, `videopoet`), with fields replaced by `overrides`."""
     if name not in PRESETS:
-        raise ValueError(f"unknown audio tokenizer preset '{name}'; choose one of {sorted(PRESETS)}")
+        raise UserError(f"unknown audio tokenizer preset {name!r}; choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)
-
-
-# ----- layers -----
-
-
-class Conv1d(nn.Module):
-    """Conv1d whose output has length L / stride for L a multiple of stride: padding is on the left only
-    when causal, split evenly (extra on the left) otherwise."""
-
-    def __init__(
-        self,
-        cin: int,
-        cout: int,
-        kernel: int,
-        stride: int = 1,
-        dilation: int = 1,
-        causal: bool = False,
-        weight_norm: bool = True,
-    ) -> None:
-        super().__init__()
-        self.kernel, self.stride, self.dilation = kernel, stride, dilation
-        total = (kernel - 1) * dilation + 1 - stride
-        self.pad = (total, 0) if causal else (total - total // 2, total // 2)
-        symmetric = self.pad[0] == self.pad[1]
-        conv = nn.Conv1d(
-            cin, cout, kernel, stride, padding=self.pad[0] if symmetric else 0, dilation=dilation
-        )
-        self.conv = nn.utils.parametrizations.weight_norm(conv) if weight_norm else conv
-        self.explicit_pad = not symmetric
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.explicit_pad:
-            x = F.pad(x, self.pad)
-        return self.conv(x)
-
-
-class ConvTranspose1d(nn.Module):
-    """Transposed conv with kernel 2*stride whose output has length L * stride: the surplus is trimmed on
-    the right when causal (so output sample t sees inputs up to t // stride only), split otherwise."""
-
-    def __init__(
-        self, cin: int, cout: int, stride: int, causal: bool = False, weight_norm: bool = True
-    ) -> None:
-        super().__init__()
-        self.kernel, self.stride = 2 * stride, stride
-        conv = nn.ConvTranspose1d(cin, cout, 2 * stride, stride)
-        self.conv = nn.utils.parametrizations.weight_norm(conv) if weight_norm else conv
-        total = self.kernel - stride
-        self.trim = (0, total) if causal else (total - total // 2, total // 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        return y[..., self.trim[0] : y.shape[-1] - self.trim[1]]
-
-
-class ResidualUnit(nn.Module):
-    """x + Conv1x1(ELU(DilatedConv(ELU(x)))), SoundStream's residual unit."""
-
-    def __init__(self, ch: int, kernel: int, dilation: int, causal: bool, weight_norm: bool) -> None:
-        super().__init__()
-        self.dilated = Conv1d(ch, ch, kernel, dilation=dilation, causal=causal, weight_norm=weight_norm)
-        self.pointwise = Conv1d(ch, ch, 1, weight_norm=weight_norm)
-        self.act = nn.ELU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.pointwise(self.act(self.dilated(self.act(x))))
-
-
-def _context_span(layers: nn.Sequential, rate: float) -> float:
-    """An upper bound, in input samples, of how far one output of `layers` reaches (sum over every conv of
-    its kernel extent times the sample spacing of its input). `rate`: samples per input element."""
-    span = 0.0
-    for m in layers.modules():
-        if isinstance(m, Conv1d):
-            span += (m.kernel - 1) * m.dilation * rate
-            rate *= m.stride
-        elif isinstance(m, ConvTranspose1d):
-            span += m.kernel * rate
-            rate /= m.stride
-    return span
-
-
-class Encoder(nn.Module):
-    """Conv -> [residual units (dilations), ELU, strided conv] per stride -> ELU -> conv to latent_dim."""
-
-    def __init__(self, c: AudioTokenizerConfig) -> None:
-        super().__init__()
-        ch = c.channels
-        layers: list[nn.Module] = [Conv1d(1, ch, c.kernel_size, causal=c.causal, weight_norm=c.weight_norm)]
-        for s in c.strides:
-            layers += [ResidualUnit(ch, c.kernel_size, d, c.causal, c.weight_norm) for d in c.dilations]
-            layers += [
-                nn.ELU(),
-                Conv1d(ch, 2 * ch, 2 * s, stride=s, causal=c.causal, weight_norm=c.weight_norm),
-            ]
-            ch *= 2
-        layers += [nn.ELU(), Conv1d(ch, c.latent_dim, 3, causal=c.causal, weight_norm=c.weight_norm)]
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-
-class Decoder(nn.Module):
-    """Mirror of the encoder: conv -> [ELU, transposed conv, residual units] per stride -> ELU -> conv."""
-
-    def __init__(self, c: AudioTokenizerConfig) -> None:
-        super().__init__()
-        ch = c.channels * 2 ** len(c.strides)
-        layers: list[nn.Module] = [
-            Conv1d(c.latent_dim, ch, c.kernel_size, causal=c.causal, weight_norm=c.weight_norm)
-        ]
-        for s in reversed(c.strides):
-            layers += [nn.ELU(), ConvTranspose1d(ch, ch // 2, s, causal=c.causal, weight_norm=c.weight_norm)]
-            ch //= 2
-            layers += [ResidualUnit(ch, c.kernel_size, d, c.causal, c.weight_norm) for d in c.dilations]
-        layers += [nn.ELU(), Conv1d(ch, 1, c.kernel_size, causal=c.causal, weight_norm=c.weight_norm)]
-        self.layers = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.layers(z)
 
 
 @dataclass
@@ -271,7 +152,7 @@ def check_waveform(wav: torch.Tensor) -> torch.Tensor:
     if wav.shape[1] != 1:
         raise AudioInputError(
             f"expected mono audio [batch, 1, samples], got {wav.shape[1]} channels; down-mix first "
-            "(videopoet.data.io.read_audio averages channels, or use wav.mean(1, keepdim=True))"
+            "(videopoet.media.read_audio averages channels, or use wav.mean(1, keepdim=True))"
         )
     if not wav.dtype.is_floating_point:
         raise AudioInputError(f"expected float samples in [-1, 1], got {wav.dtype} (scale integer PCM first)")
@@ -328,13 +209,13 @@ class AudioTokenizer(nn.Module):
     def encoder_context(self) -> int:
         """Samples of context on each side (left only when causal) that make a chunk's codes equal to the
         whole-input codes: the encoder's receptive field, rounded up to whole hops (an upper bound)."""
-        span = _context_span(self.encoder.layers, 1.0)
+        span = context_span(self.encoder.layers, 1.0)
         return (math.ceil(span / self.hop) + 1) * self.hop
 
     def decoder_context(self) -> int:
         """Frames of context on each side (left only when causal) that make a chunk's decoded samples equal
         to the whole-input decoding (an upper bound of the decoder's receptive field)."""
-        return math.ceil(_context_span(self.decoder.layers, float(self.hop)) / self.hop) + 1
+        return math.ceil(context_span(self.decoder.layers, float(self.hop)) / self.hop) + 1
 
     def _pad_to_hop(self, wav: torch.Tensor) -> torch.Tensor:
         extra = -wav.shape[-1] % self.hop
@@ -430,6 +311,24 @@ class AudioTokenizer(nn.Module):
 
             x = AF.resample(x, sample_rate, self.sample_rate)
         return x.to(self.device)
+
+    # ---- the MediaTokenizer interface (tokenizers/base.py) ----
+
+    modality = "audio"
+
+    def encode_media(self, batch: np.ndarray) -> np.ndarray:
+        """float32 waveforms `[B, N]` at the codec's rate -> int64 codes `[B, levels, N // hop]`."""
+        return self.encode_waveforms(batch)
+
+    def decode_media(self, ids: np.ndarray, length: int | None = None) -> np.ndarray:
+        """codes `[B, levels, frames]` -> float32 waveforms `[B, length or frames * hop]`."""
+        return self.decode_to_waveforms(ids, num_samples=length)
+
+    def vocab_share(self) -> dict[str, int]:
+        return {"audio_levels": self.config.levels, "audio_codebook_size": self.config.codebook_size}
+
+    def geometry(self) -> dict[str, float]:
+        return {"sample_rate": self.sample_rate, "frame_rate": self.config.frame_rate}
 
     @torch.inference_mode()
     def encode_waveforms(

@@ -31,7 +31,7 @@ def load_audio_tokenizer(ckpt: str | Path, device: str = "cpu") -> AudioTokenize
 def read_input(path: str | Path, sample_rate: int, start: float = 0.0, seconds: float | None = None) -> np.ndarray:
     """float32 mono [N] of the audio of `path` at `sample_rate`; clear errors for a missing audio stream,
     NaN/inf samples, or audio shorter than asked for."""
-    from videopoet.data.io import read_audio
+    from videopoet.media import read_audio
 
     wav = read_audio(path, start, seconds, sample_rate)
     if wav.size == 0:
@@ -93,7 +93,7 @@ def _load_tokens(path: str | Path) -> dict[str, Any]:
 
 def decode_file(ckpt: str | Path, tokens_npz: str | Path, out_path: str | Path) -> dict[str, Any]:
     """Decode an audio tokens npz to `out_path` (WAV or FLAC, by extension) at the codec's sample rate."""
-    from videopoet.data.io import write_audio
+    from videopoet.media import write_audio
 
     model = load_audio_tokenizer(ckpt)
     tokens = _load_tokens(tokens_npz)
@@ -118,7 +118,8 @@ def evaluate_files(
     `seconds`): per file and averaged, SI-SDR (dB), mel distance, encode/decode real-time factors (seconds of
     audio per second of compute: higher is faster), codebook usage per level, and the same SI-SDR / mel
     distance for Opus at the codec's bitrate (clamped to Opus' 6 kbps minimum; the rate used is reported)."""
-    from videopoet.eval.audio_metrics import mel_distance, opus_reference, si_sdr
+    from videopoet.media.codecs import opus_reference
+    from videopoet.metrics.audio import mel_distance, si_sdr
     from videopoet.tokenizers.audio.rvq import codebook_usage
 
     if not inputs:

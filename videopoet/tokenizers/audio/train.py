@@ -15,22 +15,20 @@ random weights the log-mel term has an input-independent minimum (a quiet, spect
 a low `mel_log_eps` a 20 dB-SNR reconstruction of a pure tone scores about as badly as silence) that it
 reaches before the waveform loss can teach anything. Once the codec reconstructs, the mel term only refines.
 
-Data (`make_audio_source`): `shapes` (tones rendered on the fly), a folder of audio/video files (their
-audio tracks, random crops), or a clip index folder from `videopoet data ingest` (rows with audio).
+Data comes from a `TrainingSource` of waveforms (`videopoet.data.sources`); a source that knows more about
+its validation clips (the shapes' tones know their pitch) adds its own `validation_scores`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from videopoet.errors import UserError
 from videopoet.tokenizers.adversarial import hinge_d_loss, hinge_g_loss
 from videopoet.tokenizers.audio.discriminator import (
     MultiScaleSTFTDiscriminator,
@@ -41,10 +39,7 @@ from videopoet.tokenizers.audio.losses import MultiScaleMelLoss, waveform_l1
 from videopoet.tokenizers.audio.model import AudioTokenizer, AudioTokenizerConfig
 from videopoet.tokenizers.audio.rvq import codebook_usage
 from videopoet.tokenizers.checkpoint import tokenizer_folder_config
-from videopoet.tokenizers.trainer import TrainConfig, train_tokenizer
-
-VALIDATION_SEED = 1234  # fixed, so validation clips are the same in every run
-PITCH_TOLERANCE = 0.02  # a reconstruction keeps the tone's pitch when within 2%
+from videopoet.tokenizers.trainer import TrainConfig, TrainingSource, train_tokenizer
 
 
 @dataclass
@@ -115,165 +110,13 @@ class AudioTokenizerTrainingConfig:
         return round(self.val_seconds * self.model.sample_rate)
 
 
-# ---- data -------------------------------------------------------------------------------------------------
-
-
-class AudioSource(Protocol):
-    """Where training and validation audio comes from."""
-
-    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
-        """float32 [B, 1, segment_samples] in [-1, 1]."""
-
-    def validation(self, n: int) -> torch.Tensor:
-        """n fixed held-out clips, float32 [n, 1, val_samples]."""
-
-
-def _stack(wavs: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(wavs).astype(np.float32))[:, None].clamp(-1, 1)
-
-
-class ShapesSource:
-    """Tones of the shapes dataset rendered on the fly: the pitch of a shape of TRAIN_COMBOS, random start
-    phase and amplitude (0.1-0.9), so the codec learns the tones rather than one waveform; validation is
-    held-out clips of HELDOUT_COMBOS at their exact rendering (amplitude 0.5, fades), whose pitch is known."""
-
-    def __init__(self, sample_rate: int, segment_samples: int, val_samples: int) -> None:
-        from videopoet.data.synthetic import HELDOUT_COMBOS, TRAIN_COMBOS
-
-        self.sr, self.segment, self.val_samples = sample_rate, segment_samples, val_samples
-        self.train_shapes = sorted({c[1] for c in TRAIN_COMBOS})
-        self.val_shapes = [c[1] for c in HELDOUT_COMBOS] or self.train_shapes
-
-    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
-        from videopoet.data.synthetic import PITCH_HZ
-
-        t = np.arange(self.segment) / self.sr
-        wavs = []
-        for _ in range(batch_size):
-            shape = self.train_shapes[int(rng.integers(len(self.train_shapes)))]
-            amp, phase = rng.uniform(0.1, 0.9), rng.uniform(0, 2 * math.pi)
-            wavs.append(amp * np.sin(2 * math.pi * PITCH_HZ[shape] * t + phase))
-        return _stack(wavs)
-
-    def val_pitches(self, n: int) -> list[float]:
-        from videopoet.data.synthetic import PITCH_HZ
-
-        return [PITCH_HZ[self.val_shapes[i % len(self.val_shapes)]] for i in range(n)]
-
-    def validation(self, n: int) -> torch.Tensor:
-        from videopoet.data.synthetic import ShapesConfig, render_audio
-
-        cfg = ShapesConfig(sample_rate=self.sr, frames=max(2, math.ceil(self.val_samples / self.sr * 8)))
-        wavs = [render_audio(self.val_shapes[i % len(self.val_shapes)], cfg)[: self.val_samples] for i in range(n)]
-        return _stack([np.pad(w, (0, self.val_samples - w.size)) for w in wavs])
-
-
-@dataclass
-class _Span:
-    """A stretch of one file's audio crops can start in: [start_s, last_start_s]."""
-
-    path: str
-    start_s: float
-    last_start_s: float
-
-
-class MediaAudioSource:
-    """Random crops of the audio tracks of media files (read with `read_audio`: down-mixed, resampled,
-    padded with silence past the end)."""
-
-    def __init__(self, train: list[_Span], val: list[_Span], sample_rate: int, segment: int, val_samples: int) -> None:
-        self.train, self.val = train, val
-        self.sr, self.segment, self.val_samples = sample_rate, segment, val_samples
-
-    def _read(self, span: _Span, start_s: float, n: int) -> np.ndarray:
-        from videopoet.data.io import read_audio
-
-        return read_audio(span.path, start_s, n / self.sr, self.sr, pad=True)
-
-    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
-        wavs = []
-        for i in rng.integers(len(self.train), size=batch_size):
-            span = self.train[i]
-            wavs.append(self._read(span, float(rng.uniform(span.start_s, span.last_start_s)), self.segment))
-        return _stack(wavs)
-
-    def validation(self, n: int) -> torch.Tensor:
-        spans, rounds = self.val, math.ceil(n / len(self.val))
-        wavs = []
-        for i in range(n):  # n fixed clips: spread over the spans, then over each span's length
-            span, k = spans[i % len(spans)], i // len(spans)
-            frac = k / (rounds - 1) if rounds > 1 else 0.0
-            wavs.append(self._read(span, span.start_s + (span.last_start_s - span.start_s) * frac, self.val_samples))
-        return _stack(wavs)
-
-
-def _folder_spans(root: Path, seconds: float) -> tuple[list[_Span], list[str]]:
-    from videopoet.data.ingest import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
-    from videopoet.data.io import MediaError, probe
-
-    exts = set(AUDIO_EXTENSIONS) | set(VIDEO_EXTENSIONS)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in exts)
-    spans, skipped = [], []
-    for path in files:
-        try:
-            info = probe(path)
-        except MediaError as e:
-            skipped.append(f"{path.name}: {e}")
-            continue
-        if not info.audio:
-            skipped.append(f"{path.name}: no audio stream")
-            continue
-        duration = info.audio[0].duration_s or info.duration_s
-        if not duration or duration <= 0:
-            skipped.append(f"{path.name}: unknown or zero duration")
-            continue
-        spans.append(_Span(str(path), 0.0, max(0.0, duration - seconds)))
-    return spans, skipped
-
-
-def _index_spans(root: Path) -> tuple[list[_Span], list[_Span]]:
-    from videopoet.data.ingest import load_clip_index
-
-    train, val = [], []
-    for row in load_clip_index(root):
-        if not row.get("has_audio"):
-            continue
-        span = _Span(row["source"], float(row["start_s"]), float(row["start_s"]))
-        (train if row.get("split") in (None, "train") else val).append(span)
-    return train, val
-
-
-def make_audio_source(src: str | Path, config: AudioTokenizerTrainingConfig) -> AudioSource:
-    """The audio source `src` names: `shapes`, a clip index folder (from `videopoet data ingest`), or a
-    folder of audio/video files (or one file). Raises UserError for a missing, empty or unusable source."""
-    sr, seg, val = config.model.sample_rate, config.segment_samples, config.val_samples
-    if str(src) == "shapes":
-        return ShapesSource(sr, seg, val)
-    root = Path(src)
-    if not root.exists():
-        raise UserError(f"training data not found: {src} (give `shapes`, a media folder or a clip index)")
-    from videopoet.data.ingest import CLIPS
-
-    if (root / CLIPS).is_dir():
-        train, val_spans = _index_spans(root)
-        if not train and not val_spans:
-            raise UserError(f"clip index {root} holds no clips with audio")
-        train = train or val_spans
-        return MediaAudioSource(train, val_spans or train, sr, seg, val)
-    spans, skipped = _folder_spans(root, config.segment_seconds)
-    if not spans:
-        why = f" (skipped: {'; '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''})" if skipped else ""
-        raise UserError(f"no usable audio in {root}: no audio or video file with an audio stream{why}")
-    return MediaAudioSource(spans, spans, sr, seg, val)
-
-
 # ---- solver -----------------------------------------------------------------------------------------------
 
 
 class AudioSolver:
     """The audio tokenizer's side of the shared training loop (see the module docstring for the losses)."""
 
-    def __init__(self, config: AudioTokenizerTrainingConfig, source: AudioSource) -> None:
+    def __init__(self, config: AudioTokenizerTrainingConfig, source: TrainingSource) -> None:
         self.config, self.source = config, source
         self.model = AudioTokenizer(config.model)
         self.discriminator: nn.Module | None = (
@@ -357,7 +200,7 @@ class AudioSolver:
         return codes, model.decode(codes, wav.shape[-1]).clamp(-1, 1)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        from videopoet.eval.audio_metrics import mel_distance, si_sdr
+        from videopoet.metrics.audio import mel_distance, si_sdr
 
         wav = self.validation_clips()
         codes, recon = self.reconstruct(model, wav)
@@ -372,8 +215,9 @@ class AudioSolver:
             for level, u in enumerate(codebook_usage(codes.cpu(), self.config.model.codebook_size)):
                 metrics[f"usage_l{level}"] = u["fraction_used"]
                 metrics[f"perplexity_l{level}"] = u["perplexity"]
-        if isinstance(self.source, ShapesSource):
-            metrics["pitch_ok"] = pitch_accuracy(est, self.source.val_pitches(len(est)), sr)
+        extra = getattr(self.source, "validation_scores", None)
+        if extra is not None:
+            metrics.update(extra(est))
         return metrics
 
     def write_samples(self, writer: Any, model: nn.Module, step: int, max_clips: int = 2) -> None:
@@ -385,25 +229,14 @@ class AudioSolver:
             writer.add_audio(f"samples/{i}/reconstruction", recon[i].float().cpu(), step, sample_rate=sr)
 
 
-def pitch_error(wav: np.ndarray, pitch_hz: float, sample_rate: int) -> float:
-    """Relative error of the dominant pitch of `wav` against `pitch_hz` (inf when silent)."""
-    from videopoet.eval.shapes import read_audio_pitch
-
-    found = read_audio_pitch(wav, sample_rate)
-    return math.inf if found is None else abs(found - pitch_hz) / pitch_hz
-
-
-def pitch_accuracy(wavs: np.ndarray, pitches: list[float], sample_rate: int) -> float:
-    """Share of clips whose dominant pitch is within 2% of the expected one."""
-    ok = [pitch_error(w, p, sample_rate) <= PITCH_TOLERANCE for w, p in zip(wavs, pitches)]
-    return float(np.mean(ok)) if ok else 0.0
+def source_spec(config: AudioTokenizerTrainingConfig) -> dict[str, Any]:
+    """The sound an audio source must give this config: sample rate, training and validation lengths."""
+    return {"sample_rate": config.model.sample_rate, "segment_samples": config.segment_samples, "val_samples": config.val_samples}
 
 
 def train_audio_tokenizer(
-    config: AudioTokenizerTrainingConfig, data: str | Path, out: str | Path, resume: bool = False
+    config: AudioTokenizerTrainingConfig, source: TrainingSource, out: str | Path, resume: bool = False
 ) -> dict[str, Any]:
-    """Train the audio tokenizer on `data` (`shapes`, a media folder or a clip index) into the folder `out`
-    (checkpoints, TensorBoard, and the loadable tokenizer: config.json + model.safetensors)."""
-    source = make_audio_source(data, config)
-    solver = AudioSolver(config, source)
-    return train_tokenizer(solver, config.train, out, resume)
+    """Train the audio tokenizer on sound from `source` into the folder `out` (checkpoints, TensorBoard,
+    and the loadable tokenizer: config.json + model.safetensors)."""
+    return train_tokenizer(AudioSolver(config, source), config.train, out, resume)

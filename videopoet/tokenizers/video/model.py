@@ -21,7 +21,7 @@ and depth-to-time; the first `st - 1` frames of a stream are dropped so 1 + k*tf
 `temporal_kernel` 1 makes every convolution that keeps the frame rate spatial-only (kernel 1x3x3): time is
 then mixed only by the convolutions that down- or up-sample it, which keep a time kernel of 3. At the CPU
 demo's scale this learns much faster per step and each step is cheaper (held-out shapes PSNR after 600
-steps: 22.4 dB against 20.4 with full 3D kernels; see docs/architecture.md).
+steps: 22.4 dB against 20.4 with full 3D kernels; see docs/results.md, "Video tokenizer").
 """
 
 from __future__ import annotations
@@ -34,13 +34,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from videopoet.errors import UserError
+from videopoet.tokenizers.video.layers import Cache, Decoder, Encoder
 from videopoet.tokenizers.video.lfq import LFQ, LFQConfig, LFQOutput
-
-Cache = dict[nn.Module, Any]  # streaming state per module: conv input tails, "stream started" flags
 
 
 class VideoShapeError(UserError):
@@ -132,12 +130,6 @@ class VideoTokenizerConfig:
             codebook_entropy_weight=self.codebook_entropy_weight,
         )
 
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> VideoTokenizerConfig:
-        """A copy of preset `name` with `overrides` applied."""
-        if name not in PRESETS:
-            raise KeyError(f"unknown video tokenizer preset {name!r}; choose one of {', '.join(PRESETS)}")
-        return dataclasses.replace(PRESETS[name], **overrides)
 
 
 # The latent grid each preset is named after comes from its (frames, height, width):
@@ -163,157 +155,11 @@ PRESETS: dict[str, VideoTokenizerConfig] = {
 }
 
 
-class CausalConv3d(nn.Module):
-    """3D convolution padded in time on the past side only (zeros at the start of a stream).
-
-    With a `cache` dict it streams: the tail of its padded input that later outputs still need is kept
-    in `cache[self]` and put in front of the next chunk, so chunk-by-chunk equals whole-clip."""
-
-    def __init__(
-        self,
-        cin: int,
-        cout: int,
-        kernel: int | tuple[int, int, int] = 3,
-        stride: tuple[int, int, int] = (1, 1, 1),
-    ) -> None:
-        super().__init__()
-        kt, kh, kw = (kernel,) * 3 if isinstance(kernel, int) else kernel
-        self.time_pad, self.time_stride = kt - 1, stride[0]
-        self.conv = nn.Conv3d(cin, cout, (kt, kh, kw), stride=stride, padding=(0, kh // 2, kw // 2))
-
-    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        past = cache.get(self) if cache is not None else None
-        if past is not None:
-            x = torch.cat([past.to(x.dtype), x], dim=2)
-        elif self.time_pad:
-            x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0))
-        if x.shape[2] < self.conv.kernel_size[0]:
-            raise ValueError(f"causal conv got {x.shape[2]} padded frames, needs {self.conv.kernel_size[0]}")
-        y = self.conv(x)
-        if cache is not None:
-            cache[self] = x[:, :, y.shape[2] * self.time_stride :].clone()
-        return y
-
-
-class FrameGroupNorm(nn.GroupNorm):
-    """GroupNorm whose statistics are taken per frame (over channel groups and space, never over time)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        y = F.group_norm(
-            x.transpose(1, 2).reshape(b * t, c, h, w), self.num_groups, self.weight, self.bias, self.eps
-        )
-        return y.reshape(b, t, c, h, w).transpose(1, 2)
-
-
-class ResBlock(nn.Module):
-    """norm -> SiLU -> causal conv, twice, plus a (1x1x1 projected when channels change) skip."""
-
-    def __init__(self, cin: int, cout: int, groups: int, kt: int = 3) -> None:
-        super().__init__()
-        self.norm1 = FrameGroupNorm(groups, cin)
-        self.conv1 = CausalConv3d(cin, cout, (kt, 3, 3))
-        self.norm2 = FrameGroupNorm(groups, cout)
-        self.conv2 = CausalConv3d(cout, cout, (kt, 3, 3))
-        self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
-
-    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)), cache)
-        h = self.conv2(F.silu(self.norm2(h)), cache)
-        return self.skip(x) + h
-
-
-class Downsample(nn.Module):
-    """Strided causal conv: time stride 2 keeps the first frame alone (1 + 2k frames -> 1 + k)."""
-
-    def __init__(self, channels: int, time_stride: int, space_stride: int, kt: int = 3) -> None:
-        super().__init__()
-        kt = 3 if time_stride > 1 else kt
-        self.conv = CausalConv3d(channels, channels, (kt, 3, 3), stride=(time_stride, space_stride, space_stride))
-
-    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        return self.conv(x, cache)
-
-
-class Upsample(nn.Module):
-    """Causal conv to `st * ss * ss` times `cout` channels, then depth-to-time and depth-to-space; drops
-    the first `st - 1` frames of a stream so 1 + k frames become 1 + k * st."""
-
-    def __init__(self, cin: int, cout: int, time_stride: int, space_stride: int, kt: int = 3) -> None:
-        super().__init__()
-        self.st, self.ss = time_stride, space_stride
-        r = time_stride * space_stride * space_stride
-        self.conv = CausalConv3d(cin, cout * r, (3 if time_stride > 1 else kt, 3, 3))
-        # start as nearest-neighbour up-sampling: every sub-position gets the same filter
-        with torch.no_grad():
-            w, b = self.conv.conv.weight, self.conv.conv.bias
-            w.copy_(w[::r].repeat_interleave(r, dim=0))
-            b.copy_(b[::r].repeat_interleave(r, dim=0))
-
-    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        y = self.conv(x, cache)
-        b, c, t, h, w = y.shape
-        st, ss = self.st, self.ss
-        c //= st * ss * ss
-        y = y.reshape(b, c, st, ss, ss, t, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
-        y = y.reshape(b, c, t * st, h * ss, w * ss)
-        first = cache is None or self not in cache
-        if cache is not None:
-            cache[self] = True
-        return y[:, :, st - 1 :] if first and st > 1 else y
-
-
-class Encoder(nn.Module):
-    """`[B, 3, 1 + k*tf, H, W]` -> `[B, K, 1 + k, H/sf, W/sf]` latents."""
-
-    def __init__(self, cfg: VideoTokenizerConfig) -> None:
-        super().__init__()
-        chans = [cfg.channels * m for m in cfg.channel_mult]
-        strides, kt = cfg.stage_strides(), cfg.temporal_kernel
-        self.conv_in = CausalConv3d(3, chans[0], (kt, 3, 3))
-        self.blocks = nn.ModuleList()
-        cin = chans[0]
-        for i, ch in enumerate(chans):
-            for _ in range(cfg.num_res_blocks):
-                self.blocks.append(ResBlock(cin, ch, cfg.norm_groups, kt))
-                cin = ch
-            if i < len(strides):
-                self.blocks.append(Downsample(ch, *strides[i], kt))
-        for _ in range(cfg.num_res_blocks):
-            self.blocks.append(ResBlock(cin, cin, cfg.norm_groups, kt))
-        self.norm_out = FrameGroupNorm(cfg.norm_groups, cin)
-        self.conv_out = CausalConv3d(cin, cfg.bits, 1)
-
-    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        h = self.conv_in(x, cache)
-        for block in self.blocks:
-            h = block(h, cache)
-        return self.conv_out(F.silu(self.norm_out(h)), cache)
-
-
-class Decoder(nn.Module):
-    """Mirror of the encoder: `[B, K, 1 + k, h, w]` codes -> `[B, 3, 1 + k*tf, h*sf, w*sf]` (unclamped)."""
-
-    def __init__(self, cfg: VideoTokenizerConfig) -> None:
-        super().__init__()
-        chans = [cfg.channels * m for m in cfg.channel_mult]
-        strides, kt = cfg.stage_strides(), cfg.temporal_kernel
-        cin = chans[-1]
-        self.conv_in = CausalConv3d(cfg.bits, cin, (kt, 3, 3))
-        self.blocks = nn.ModuleList(ResBlock(cin, cin, cfg.norm_groups, kt) for _ in range(cfg.num_res_blocks))
-        for i in reversed(range(len(chans))):
-            self.blocks.extend(ResBlock(cin, cin, cfg.norm_groups, kt) for _ in range(cfg.num_res_blocks))
-            if i > 0:
-                self.blocks.append(Upsample(cin, chans[i - 1], *strides[i - 1], kt))
-                cin = chans[i - 1]
-        self.norm_out = FrameGroupNorm(cfg.norm_groups, cin)
-        self.conv_out = CausalConv3d(cin, 3, (kt, 3, 3))
-
-    def forward(self, q: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        h = self.conv_in(q, cache)
-        for block in self.blocks:
-            h = block(h, cache)
-        return self.conv_out(F.silu(self.norm_out(h)), cache)
+def preset(name: str, **overrides: Any) -> VideoTokenizerConfig:
+    """A copy of preset `name` (`tiny`, `videopoet`, ...) with `overrides` applied."""
+    if name not in PRESETS:
+        raise UserError(f"unknown video tokenizer preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
 
 
 def _frame_bounds(total: int, first: int, step: int) -> Iterator[tuple[int, int]]:
@@ -446,6 +292,24 @@ class VideoTokenizer(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    # ---- the MediaTokenizer interface (tokenizers/base.py) ----
+
+    modality = "video"
+
+    def encode_media(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 clips `[B, T, H, W, 3]` -> int64 ids `[B, t, h, w]`."""
+        return self.encode_frames(batch).numpy()
+
+    def decode_media(self, ids: np.ndarray, length: int | None = None) -> np.ndarray:
+        """ids `[B, t, h, w]` -> uint8 clips `[B, T, H, W, 3]` (`length` is for sound; clips have one)."""
+        return self.decode_to_frames(ids).numpy()
+
+    def vocab_share(self) -> dict[str, int]:
+        return {"video_bits": self.config.bits}
+
+    def geometry(self) -> dict[str, float]:
+        return {"frames": self.config.frames, "height": self.config.height, "width": self.config.width}
 
     @torch.no_grad()
     def encode_frames(

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from videopoet.errors import UserError
-from videopoet.eval.video_metrics import h264_reference, psnr, ssim
+from videopoet.media.codecs import h264_reference
+from videopoet.metrics.video import psnr, ssim
 from videopoet.tokenizers.checkpoint import load_tokenizer, load_tokenizer_config
 from videopoet.tokenizers.video.lfq import CodebookUsage
 from videopoet.tokenizers.video.model import VideoShapeError, VideoTokenizer
@@ -56,7 +57,7 @@ def load_video_tokenizer(ckpt: str | Path) -> tuple[VideoTokenizer, float]:
 
 
 def _frames_available(path: Path, start: float, fps: float) -> int:
-    from videopoet.data.io import probe
+    from videopoet.media import probe
 
     info = probe(path)
     if not info.video:
@@ -76,7 +77,7 @@ def _clip_plan(
     fps: float,
 ) -> tuple[int, tuple[int, int]]:
     """(frame count, (H, W)) to read from `path`, checked against the model."""
-    from videopoet.data.io import probe
+    from videopoet.media import probe
 
     if _is_image(path):
         frames = 1
@@ -102,7 +103,7 @@ def _clip_plan(
 
 
 def _read(path: Path, start: float, frames: int, fps: float, size: tuple[int, int]) -> np.ndarray:
-    from videopoet.data.io import read_clip, read_image
+    from videopoet.media import read_clip, read_image
 
     if _is_image(path):
         return read_image(path, size)
@@ -131,7 +132,7 @@ def encode_file(
     if _is_image(path) or frames <= 1 + chunk_frames:
         ids = model.encode_frames(_read(path, start, frames, fps, size))
     else:  # read and encode chunk by chunk: memory bounded by the chunk, ids equal to a whole-clip pass
-        from videopoet.data.io import read_clip
+        from videopoet.media import read_clip
 
         first, step = model._chunking(chunk_frames, frames)
         bounds, a = [], 0
@@ -199,7 +200,7 @@ def decode_file(
     image suffix and the tokens are one frame."""
     from PIL import Image
 
-    from videopoet.data.io import write_video
+    from videopoet.media import write_video
 
     model, train_fps = load_video_tokenizer(ckpt)
     tokens = _load_tokens(tokens_npz)

@@ -10,33 +10,27 @@ Losses (MAGVIT-v2 recipe, each weight configurable in `VideoLossConfig`):
   the VQGAN adaptive weight; the discriminator trains with hinge (or non-saturating) loss plus LeCam.
 No perceptual (LPIPS/I3D) loss: it needs pretrained networks, which this project does not download.
 
-Data (`make_clip_source`): `shapes` (rendered on the fly), a folder of media files, or a clip index
-folder written by `videopoet data ingest`.
+Data comes from a `TrainingSource` of video clips (`videopoet.data.sources`): the solver does not know
+whether they are rendered shapes, media files or a clip index.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from videopoet.data.synthetic import ShapesConfig
-from videopoet.errors import UserError
-from videopoet.eval.video_metrics import psnr, ssim
+from videopoet.metrics.video import psnr, ssim
 from videopoet.tokenizers.adversarial import LeCamEMA, adaptive_weight, d_loss, g_loss
 from videopoet.tokenizers.checkpoint import tokenizer_folder_config
-from videopoet.tokenizers.trainer import TrainConfig, train_tokenizer
+from videopoet.tokenizers.trainer import TrainConfig, TrainingSource, train_tokenizer
 from videopoet.tokenizers.video.discriminator import DiscriminatorConfig, PatchDiscriminator
 from videopoet.tokenizers.video.lfq import CodebookUsage
 from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
-
-VALIDATION_SEED = 1234  # fixed, so validation clips are the same in every run
 
 
 @dataclass
@@ -96,165 +90,6 @@ class VideoTokenizerTrainingConfig:
             raise ValueError(f"fps must be > 0, got {self.fps}")
 
 
-# ---- data -------------------------------------------------------------------------------------------------
-
-
-class ClipSource(Protocol):
-    """Where training clips come from. Clips are float `[B, 3, T, H, W]` in [-1, 1] at the model's size."""
-
-    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
-        """A random training batch drawn with `rng` (so the loop's per-step seeding makes it repeatable)."""
-
-    def validation(self, n: int) -> torch.Tensor:
-        """The same `n` held-out clips every call."""
-
-
-def frames_to_tensor(frames: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-    """uint8 clips `[B, T, H, W, 3]` (or a list of `[T, H, W, 3]`) -> float `[B, 3, T, H, W]` in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(np.stack(list(frames))))
-    return x.permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-
-
-class ShapesSource:
-    """Shapes clips rendered on the fly: training from `TRAIN_COMBOS`, validation from `HELDOUT_COMBOS`
-    (combinations never trained on) with a fixed seed. Non-square sizes are rendered square and
-    center-cropped."""
-
-    def __init__(self, frames: int, height: int, width: int, fps: float = 8.0, shapes: ShapesConfig | None = None) -> None:
-        self.frames, self.size = frames, (height, width)
-        # The look of the clips (shape width, background levels) from `shapes`; their size and length from the tokenizer.
-        self.shapes = dataclasses.replace(shapes or ShapesConfig(), size=max(16, height, width), frames=max(2, frames), fps=fps)
-
-    def _render(self, combo: tuple[str, str, str], rng: np.random.Generator) -> np.ndarray:
-        from videopoet.data.io import resize_center_crop
-        from videopoet.data.synthetic import render_frames
-
-        clip = render_frames(*combo, rng, self.shapes)[: self.frames]
-        return resize_center_crop(clip, self.size)
-
-    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
-        from videopoet.data.synthetic import TRAIN_COMBOS
-
-        combos = [TRAIN_COMBOS[i] for i in rng.integers(len(TRAIN_COMBOS), size=batch_size)]
-        return frames_to_tensor([self._render(c, rng) for c in combos])
-
-    def validation(self, n: int) -> torch.Tensor:
-        from videopoet.data.synthetic import HELDOUT_COMBOS
-
-        rng = np.random.default_rng(VALIDATION_SEED)
-        return frames_to_tensor(
-            [self._render(HELDOUT_COMBOS[i % len(HELDOUT_COMBOS)], rng) for i in range(n)]
-        )
-
-
-@dataclass
-class _Span:
-    """A stretch of one media file clips can be cut from: start times in [start_s, last_start_s]."""
-
-    path: str
-    start_s: float
-    last_start_s: float
-    fps: float
-
-
-class MediaSource:
-    """Random clips from spans of media files (a folder, or the rows of a clip index), read with
-    `read_clip` at the model's frame count and size (resize to cover, center crop)."""
-
-    def __init__(self, train: list[_Span], val: list[_Span], frames: int, height: int, width: int) -> None:
-        self.train, self.val = train, val
-        self.frames, self.size = frames, (height, width)
-
-    def _read(self, span: _Span, start_s: float) -> np.ndarray:
-        from videopoet.data.io import read_clip
-
-        return read_clip(span.path, start_s, self.frames, span.fps, size=self.size, pad=True)
-
-    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
-        clips = []
-        for i in rng.integers(len(self.train), size=batch_size):
-            span = self.train[i]
-            clips.append(self._read(span, float(rng.uniform(span.start_s, span.last_start_s))))
-        return frames_to_tensor(clips)
-
-    def validation(self, n: int) -> torch.Tensor:
-        spans = self.val
-        rounds = math.ceil(n / len(spans))  # n fixed clips: spread over the spans, then along each span
-        clips = []
-        for i in range(n):
-            span, k = spans[i % len(spans)], i // len(spans)
-            frac = k / (rounds - 1) if rounds > 1 else 0.0
-            clips.append(self._read(span, span.start_s + (span.last_start_s - span.start_s) * frac))
-        return frames_to_tensor(clips)
-
-
-def _folder_spans(root: Path, frames: int, fps: float) -> tuple[list[_Span], list[str]]:
-    from videopoet.data.ingest import VIDEO_EXTENSIONS
-    from videopoet.data.io import MediaError, probe
-
-    files = (
-        [root]
-        if root.is_file()
-        else sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
-    )
-    spans, skipped = [], []
-    need = frames / fps
-    for path in files:
-        try:
-            info = probe(path)
-        except MediaError as e:
-            skipped.append(f"{path.name}: {e}")
-            continue
-        stream = info.video[0] if info.video else None
-        duration = (stream.duration_s if stream else None) or info.duration_s
-        if stream is None or duration is None or duration + 1e-6 < need:
-            skipped.append(
-                f"{path.name}: {'no video stream' if stream is None else f'shorter than {need:g} s'}"
-            )
-            continue
-        spans.append(_Span(str(path), 0.0, max(0.0, duration - need), fps))
-    return spans, skipped
-
-
-def _index_spans(root: Path) -> tuple[list[_Span], list[_Span]]:
-    from videopoet.data.ingest import load_clip_index
-
-    index = load_clip_index(root)
-    train, val = [], []
-    for row in index:
-        span = _Span(row["source"], float(row["start_s"]), float(row["start_s"]), float(row["fps"]))
-        (train if row.get("split") in (None, "train") else val).append(span)
-    return train, val
-
-
-def make_clip_source(src: str | Path, config: VideoTokenizerTrainingConfig, shapes: ShapesConfig | None = None) -> ClipSource:
-    """The clip source `src` names: `shapes` (drawn as `shapes` says, default look when None), a clip index
-    folder (from `videopoet data ingest`), or a folder of media files (or one file). Raises UserError for a
-    missing, empty or unusable source."""
-    m = config.model
-    if str(src) == "shapes":
-        return ShapesSource(m.frames, m.height, m.width, config.fps, shapes)
-    root = Path(src)
-    if not root.exists():
-        raise UserError(f"training data not found: {src} (give `shapes`, a media folder or a clip index)")
-    from videopoet.data.ingest import CLIPS
-
-    if (root / CLIPS).is_dir():
-        train, val = _index_spans(root)
-        if not train and not val:
-            raise UserError(f"clip index {root} holds no clips")
-        train = train or val
-        return MediaSource(train, val or train, m.frames, m.height, m.width)
-    spans, skipped = _folder_spans(root, m.frames, config.fps)
-    if not spans:
-        why = f" (skipped: {'; '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''})" if skipped else ""
-        raise UserError(
-            f"no usable video in {root}: need files of at least {m.frames / config.fps:g} s "
-            f"({m.frames} frames at {config.fps:g} fps){why}"
-        )
-    return MediaSource(spans, spans, m.frames, m.height, m.width)
-
-
 # ---- solver -----------------------------------------------------------------------------------------------
 
 
@@ -273,7 +108,7 @@ class Critic(nn.Module):
 class VideoSolver:
     """The video tokenizer's side of the shared training loop (`TokenizerSolver`)."""
 
-    def __init__(self, config: VideoTokenizerTrainingConfig, source: ClipSource) -> None:
+    def __init__(self, config: VideoTokenizerTrainingConfig, source: TrainingSource) -> None:
         self.config = config
         self.source = source
         self.model = VideoTokenizer(config.model)
@@ -398,13 +233,15 @@ class VideoSolver:
         )
 
 
+def source_spec(config: VideoTokenizerTrainingConfig) -> dict[str, Any]:
+    """The clips a video source must give this config: frame count, size (H, W) and frame rate."""
+    m = config.model
+    return {"frames": m.frames, "size": (m.height, m.width), "fps": config.fps}
+
+
 def train_video_tokenizer(
-    config: VideoTokenizerTrainingConfig, data: str | Path, out: str | Path, resume: bool = False,
-    shapes: ShapesConfig | None = None,
+    config: VideoTokenizerTrainingConfig, source: TrainingSource, out: str | Path, resume: bool = False
 ) -> dict[str, Any]:
-    """Train the video tokenizer on `data` (`shapes`, a media folder or a clip index) into `out` (a
-    tokenizer folder `load_tokenizer(out, "video")` reads); returns the last losses and validation metrics.
-    `shapes`: how `shapes` clips look (the project config's `shapes` section)."""
-    source = make_clip_source(data, config, shapes)
-    solver = VideoSolver(config, source)
-    return train_tokenizer(solver, config.train, out, resume=resume)
+    """Train the video tokenizer on clips from `source` into `out` (a tokenizer folder
+    `load_tokenizer(out, "video")` reads); returns the last losses and validation metrics."""
+    return train_tokenizer(VideoSolver(config, source), config.train, out, resume=resume)

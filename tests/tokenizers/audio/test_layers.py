@@ -1,0 +1,41 @@
+"""The audio codec's layers: lengths follow the stride, causal convolutions do not look ahead, and the
+context span bounds how far an output reaches."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from videopoet.tokenizers.audio.layers import Conv1d, ConvTranspose1d, context_span
+
+
+def test_lengths_follow_the_stride() -> None:
+    x = torch.randn(2, 3, 64)
+    for causal in (False, True):
+        assert Conv1d(3, 5, 7, stride=4, causal=causal)(x).shape == (2, 5, 16)
+        assert ConvTranspose1d(3, 5, 4, causal=causal)(x).shape == (2, 5, 256)
+
+
+def test_causal_layers_do_not_look_ahead() -> None:
+    torch.manual_seed(0)
+    conv, up = Conv1d(1, 2, 5, dilation=2, causal=True), ConvTranspose1d(1, 2, 4, causal=True)
+    x = torch.randn(1, 1, 40)
+    later = x.clone()
+    later[..., 20:] += 1.0
+    with torch.no_grad():
+        assert torch.equal(conv(x)[..., :20], conv(later)[..., :20])
+        assert torch.equal(up(x)[..., : 20 * 4], up(later)[..., : 20 * 4])
+
+
+def test_context_span_bounds_the_receptive_field() -> None:
+    layers = nn.Sequential(Conv1d(1, 1, 3), Conv1d(1, 1, 3, stride=2), Conv1d(1, 1, 3, dilation=2))
+    assert context_span(layers, 1.0) == 2 + 2 + 4 * 2  # each conv's extent, in input samples
+    torch.manual_seed(0)
+    causal = nn.Sequential(Conv1d(1, 1, 3, causal=True), Conv1d(1, 1, 3, causal=True))
+    x = torch.randn(1, 1, 32)
+    poked = x.clone()
+    poked[..., 10] += 1.0
+    with torch.no_grad():
+        diff = (causal(x) - causal(poked)).abs()[0, 0]
+    reach = int(context_span(causal, 1.0))
+    assert diff[10] > 0 and torch.all(diff[11 + reach :] == 0) and torch.all(diff[:10] == 0)

@@ -1,0 +1,131 @@
+"""The audio codec's building blocks: (optionally causal) weight-normalised 1D convolutions and transposed
+convolutions, dilated residual units, and the encoder and decoder stacks (`model.py` says how they fit)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:  # the config lives beside the model; the layers only read it
+    from videopoet.tokenizers.audio.model import AudioTokenizerConfig
+
+
+class Conv1d(nn.Module):
+    """Conv1d whose output has length L / stride for L a multiple of stride: padding is on the left only
+    when causal, split evenly (extra on the left) otherwise."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int = 1,
+        dilation: int = 1,
+        causal: bool = False,
+        weight_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        self.kernel, self.stride, self.dilation = kernel, stride, dilation
+        total = (kernel - 1) * dilation + 1 - stride
+        self.pad = (total, 0) if causal else (total - total // 2, total // 2)
+        symmetric = self.pad[0] == self.pad[1]
+        conv = nn.Conv1d(
+            cin, cout, kernel, stride, padding=self.pad[0] if symmetric else 0, dilation=dilation
+        )
+        self.conv = nn.utils.parametrizations.weight_norm(conv) if weight_norm else conv
+        self.explicit_pad = not symmetric
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.explicit_pad:
+            x = F.pad(x, self.pad)
+        return self.conv(x)
+
+
+class ConvTranspose1d(nn.Module):
+    """Transposed conv with kernel 2*stride whose output has length L * stride: the surplus is trimmed on
+    the right when causal (so output sample t sees inputs up to t // stride only), split otherwise."""
+
+    def __init__(
+        self, cin: int, cout: int, stride: int, causal: bool = False, weight_norm: bool = True
+    ) -> None:
+        super().__init__()
+        self.kernel, self.stride = 2 * stride, stride
+        conv = nn.ConvTranspose1d(cin, cout, 2 * stride, stride)
+        self.conv = nn.utils.parametrizations.weight_norm(conv) if weight_norm else conv
+        total = self.kernel - stride
+        self.trim = (0, total) if causal else (total - total // 2, total // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y[..., self.trim[0] : y.shape[-1] - self.trim[1]]
+
+
+class ResidualUnit(nn.Module):
+    """x + Conv1x1(ELU(DilatedConv(ELU(x)))), SoundStream's residual unit."""
+
+    def __init__(self, ch: int, kernel: int, dilation: int, causal: bool, weight_norm: bool) -> None:
+        super().__init__()
+        self.dilated = Conv1d(ch, ch, kernel, dilation=dilation, causal=causal, weight_norm=weight_norm)
+        self.pointwise = Conv1d(ch, ch, 1, weight_norm=weight_norm)
+        self.act = nn.ELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pointwise(self.act(self.dilated(self.act(x))))
+
+
+def context_span(layers: nn.Sequential, rate: float) -> float:
+    """An upper bound, in input samples, of how far one output of `layers` reaches (sum over every conv of
+    its kernel extent times the sample spacing of its input). `rate`: samples per input element."""
+    span = 0.0
+    for m in layers.modules():
+        if isinstance(m, Conv1d):
+            span += (m.kernel - 1) * m.dilation * rate
+            rate *= m.stride
+        elif isinstance(m, ConvTranspose1d):
+            span += m.kernel * rate
+            rate /= m.stride
+    return span
+
+
+class Encoder(nn.Module):
+    """Conv -> [residual units (dilations), ELU, strided conv] per stride -> ELU -> conv to latent_dim."""
+
+    def __init__(self, c: AudioTokenizerConfig) -> None:
+        super().__init__()
+        ch = c.channels
+        layers: list[nn.Module] = [Conv1d(1, ch, c.kernel_size, causal=c.causal, weight_norm=c.weight_norm)]
+        for s in c.strides:
+            layers += [ResidualUnit(ch, c.kernel_size, d, c.causal, c.weight_norm) for d in c.dilations]
+            layers += [
+                nn.ELU(),
+                Conv1d(ch, 2 * ch, 2 * s, stride=s, causal=c.causal, weight_norm=c.weight_norm),
+            ]
+            ch *= 2
+        layers += [nn.ELU(), Conv1d(ch, c.latent_dim, 3, causal=c.causal, weight_norm=c.weight_norm)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class Decoder(nn.Module):
+    """Mirror of the encoder: conv -> [ELU, transposed conv, residual units] per stride -> ELU -> conv."""
+
+    def __init__(self, c: AudioTokenizerConfig) -> None:
+        super().__init__()
+        ch = c.channels * 2 ** len(c.strides)
+        layers: list[nn.Module] = [
+            Conv1d(c.latent_dim, ch, c.kernel_size, causal=c.causal, weight_norm=c.weight_norm)
+        ]
+        for s in reversed(c.strides):
+            layers += [nn.ELU(), ConvTranspose1d(ch, ch // 2, s, causal=c.causal, weight_norm=c.weight_norm)]
+            ch //= 2
+            layers += [ResidualUnit(ch, c.kernel_size, d, c.causal, c.weight_norm) for d in c.dilations]
+        layers += [nn.ELU(), Conv1d(ch, 1, c.kernel_size, causal=c.causal, weight_norm=c.weight_norm)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.layers(z)
