@@ -13,9 +13,9 @@ import datasets
 import numpy as np
 import pytest
 
-from videopoet.data import io as media_io
+from videopoet import media as media_io
 from videopoet.data.ingest import IngestConfig, clip_starts, ingest, load_clip_index
-from videopoet.data.synthetic import read_metadata, write_shapes_dataset
+from videopoet.data.shapes_dataset import read_metadata, write_shapes_dataset
 from videopoet.errors import UserError
 
 SHORT = IngestConfig(frames=9)  # 1.125 s clips: the short real files fit, g1.avi (0.64 s) does not

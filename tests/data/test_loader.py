@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pytest
 
@@ -12,30 +11,9 @@ from videopoet.data.loader import DataError, TaskLoader, build_train_and_val_loa
 from videopoet.data.tasks import TaskBuilder, TaskConfig, record_info
 from videopoet.vocab import SharedVocab
 
-VOCAB = SharedVocab(text_size=300, video_bits=6, audio_levels=2, audio_codebook_size=16)
 
-
-def make_records(n: int, seed: int = 0) -> datasets.Dataset:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n):
-        t = int(rng.integers(1, 4))
-        audio = bool(i % 3)
-        rows.append({
-            "clip_id": f"clip{i}",
-            "text_ids": rng.integers(0, 300, int(rng.integers(0, 9))).tolist(),
-            "video_ids": rng.integers(0, 64, t * 16).tolist(),
-            "video_shape": [t, 4, 4],
-            "audio_ids": rng.integers(0, 16, 20).tolist() if audio else [],
-            "audio_shape": [2, 10] if audio else [0, 0],
-            "height": 32,
-            "width": 32,
-        })
-    return datasets.Dataset.from_list(rows)
-
-
-def loader(records, rank=0, world=1, workers=0, seed=3, batch=2) -> TaskLoader:
-    return TaskLoader(records, TaskBuilder(VOCAB, TaskConfig()), batch, rank, world, seed, 0.5, workers)
+def loader(records, vocab: SharedVocab, rank=0, world=1, workers=0, seed=3, batch=2) -> TaskLoader:
+    return TaskLoader(records, TaskBuilder(vocab, TaskConfig()), batch, rank, world, seed, 0.5, workers)
 
 
 def fingerprint(batch: dict) -> tuple:
@@ -46,9 +24,9 @@ def take(it, n: int) -> list[tuple]:
     return [fingerprint(next(it)) for _ in range(n)]
 
 
-def test_epoch_plan_covers_every_record_once_and_groups_lengths() -> None:
+def test_epoch_plan_covers_every_record_once_and_groups_lengths(make_records, records_vocab) -> None:
     records = make_records(64)
-    builder = TaskBuilder(VOCAB, TaskConfig())
+    builder = TaskBuilder(records_vocab, TaskConfig())
     infos = [record_info(r) for r in records]
     plan = plan_epoch(infos, builder, 4, seed=0, epoch=0, maskgit_ratio=0.5)
     assert sorted(s.index for b in plan for s in b) == list(range(64))
@@ -64,49 +42,49 @@ def test_epoch_plan_covers_every_record_once_and_groups_lengths() -> None:
     assert padding(plan) < 0.5 * padding(random_batches)
 
 
-def test_ranks_split_each_global_step() -> None:
+def test_ranks_split_each_global_step(make_records, records_vocab) -> None:
     records = make_records(24)
-    solo = loader(records, batch=2)
+    solo = loader(records, records_vocab, batch=2)
     plan = solo.plan(0)
-    r0, r1 = iter(loader(records, 0, 2, batch=2)), iter(loader(records, 1, 2, batch=2))
+    r0, r1 = iter(loader(records, records_vocab, 0, 2, batch=2)), iter(loader(records, records_vocab, 1, 2, batch=2))
     for step in range(len(plan) // 2):
         assert fingerprint(next(r0)) == fingerprint(solo.build_batch(plan[2 * step]))
         assert fingerprint(next(r1)) == fingerprint(solo.build_batch(plan[2 * step + 1]))
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_exact_resume(workers: int) -> None:
+def test_exact_resume(workers: int, make_records, records_vocab) -> None:
     records = make_records(20)
-    whole = take(iter(loader(records, workers=workers)), 16)  # crosses into the second epoch
-    first = loader(records, workers=workers)
+    whole = take(iter(loader(records, records_vocab, workers=workers)), 16)  # crosses into the second epoch
+    first = loader(records, records_vocab, workers=workers)
     it = iter(first)
     head = take(it, 7)
     state = first.state_dict()
-    resumed = loader(records, workers=workers)
+    resumed = loader(records, records_vocab, workers=workers)
     resumed.load_state_dict(state)
     assert head + take(iter(resumed), 9) == whole
 
 
-def test_resume_on_other_world_size_no_duplicates_no_skips() -> None:
+def test_resume_on_other_world_size_no_duplicates_no_skips(make_records, records_vocab) -> None:
     records = make_records(32)
-    two = [loader(records, r, 2) for r in range(2)]
+    two = [loader(records, records_vocab, r, 2) for r in range(2)]
     its = [iter(x) for x in two]
     seen = []
     for _ in range(3):
         seen += [fingerprint(next(it)) for it in its]
     state = two[0].state_dict()
-    one = loader(records, 0, 1)
+    one = loader(records, records_vocab, 0, 1)
     one.load_state_dict(state, saved_world_size=2)
     rest = take(iter(one), len(one.plan(0)) - 6)
-    solo = loader(records)
+    solo = loader(records, records_vocab)
     assert sorted(seen + rest) == sorted(take(iter(solo), len(solo.plan(0))))
 
 
-def test_train_val_split_from_records_folder(tmp_path: Path) -> None:
+def test_train_val_split_from_records_folder(tmp_path: Path, make_records, records_vocab) -> None:
     make_records(40).save_to_disk(str(tmp_path / "records"))
-    VOCAB.save(tmp_path / "vocab.json")
+    records_vocab.save(tmp_path / "vocab.json")
     vocab, train, val = build_train_and_val_loaders(tmp_path, TaskConfig(), 2, 0, 1, 0, 0.2, 0.5)
-    assert vocab == VOCAB and len(train.infos) + len(val.infos) == 40 and len(val.infos) > 0
+    assert vocab == records_vocab and len(train.infos) + len(val.infos) == 40 and len(val.infos) > 0
     assert [fingerprint(b) for b in val.fixed_batches(2)] == [fingerprint(b) for b in val.fixed_batches(2)]
     with pytest.raises(DataError, match="no token records"):
         build_train_and_val_loaders(tmp_path / "nope", TaskConfig(), 2, 0, 1, 0, 0.2, 0.5)
@@ -118,36 +96,36 @@ def interleave(loaders: list[TaskLoader], steps: int) -> list[tuple]:
     return [fingerprint(next(it)) for _ in range(steps) for it in its]
 
 
-def test_ranks_cover_the_stream_exactly_across_epochs() -> None:
+def test_ranks_cover_the_stream_exactly_across_epochs(make_records, records_vocab) -> None:
     records = make_records(26)  # 13 micro-batches per epoch: 3 ranks never divide an epoch evenly
-    solo = loader(records, batch=2)
+    solo = loader(records, records_vocab, batch=2)
     assert len(solo.plan(0)) == 13
     whole = take(iter(solo), 30)  # two epochs and a bit
-    three = [loader(records, r, 3, batch=2) for r in range(3)]
+    three = [loader(records, records_vocab, r, 3, batch=2) for r in range(3)]
     assert interleave(three, 10) == whole  # nothing left out at the epoch boundary, nothing repeated
     epoch0 = set(whole[:13])
     assert len(epoch0) == 13  # every micro-batch of the epoch once
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_resume_on_more_ranks_mid_epoch(workers: int) -> None:
+def test_resume_on_more_ranks_mid_epoch(workers: int, make_records, records_vocab) -> None:
     records = make_records(26)
-    whole = take(iter(loader(records, batch=2)), 26)
-    two = [loader(records, r, 2, workers=workers, batch=2) for r in range(2)]
+    whole = take(iter(loader(records, records_vocab, batch=2)), 26)
+    two = [loader(records, records_vocab, r, 2, workers=workers, batch=2) for r in range(2)]
     seen = interleave(two, 4)
     state = two[1].state_dict()
     assert state["epoch"] == 0 and state["consumed"] == 8 and two[0].state_dict() == state
-    three = [loader(records, r, 3, workers=workers, batch=2) for r in range(3)]
+    three = [loader(records, records_vocab, r, 3, workers=workers, batch=2) for r in range(3)]
     for x in three:
         x.load_state_dict(state, saved_world_size=2)
     assert seen + interleave(three, 6) == whole  # none twice, none skipped, same order
 
 
-def test_split_column_keeps_heldout_out_of_training(tmp_path: Path) -> None:
+def test_split_column_keeps_heldout_out_of_training(tmp_path: Path, make_records, records_vocab) -> None:
     records = make_records(30)
     splits = ["train"] * 20 + ["val"] * 4 + ["heldout"] * 6
     records.add_column("split", splits).save_to_disk(str(tmp_path / "records"))
-    VOCAB.save(tmp_path / "vocab.json")
+    records_vocab.save(tmp_path / "vocab.json")
     _, train, val = build_train_and_val_loaders(tmp_path, TaskConfig(), 2, 0, 1, 0, 0.2, 0.5)
     assert train.records["clip_id"] == [f"clip{i}" for i in range(20)]
     assert val.records["clip_id"] == [f"clip{i}" for i in range(20, 24)]

@@ -11,7 +11,8 @@ import pytest
 from videopoet.data.ingest import IngestConfig, ingest
 from videopoet.data.loader import load_token_records
 from videopoet.data.pretokenize import PretokenizeError, pretokenize
-from videopoet.data.synthetic import ShapesConfig, write_shapes_dataset
+from videopoet.data.shapes_dataset import write_shapes_dataset
+from videopoet.data.synthetic import ShapesConfig
 from videopoet.tokenizers.checkpoint import save_tokenizer
 from videopoet.tokenizers.text import TextTokenizerConfig, train_text_tokenizer
 
@@ -21,13 +22,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import torch
 
     from videopoet.tokenizers.audio.model import AudioTokenizer, preset
-    from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
+    from videopoet.tokenizers.video.model import VideoTokenizer
+    from videopoet.tokenizers.video.model import preset as video_preset
 
     root = tmp_path_factory.mktemp("pretok")
     shapes = write_shapes_dataset(root / "shapes", num_clips=5, seed=0, config=ShapesConfig(size=32, frames=9), progress=False)
     ingest(shapes, root / "index", IngestConfig(frames=9, fps=8.0), progress=False)
     torch.manual_seed(0)
-    video = VideoTokenizer(VideoTokenizerConfig.preset("tiny", channels=8, norm_groups=4, frames=9, height=32, width=32)).eval()
+    video = VideoTokenizer(video_preset("tiny", channels=8, norm_groups=4, frames=9, height=32, width=32)).eval()
     save_tokenizer(root / "video", video, "video")
     save_tokenizer(root / "audio", AudioTokenizer(preset("tiny")).eval(), "audio")
     train_text_tokenizer(shapes / "metadata.jsonl", root / "text", TextTokenizerConfig(vocab_size=300, model_type="bpe"))

@@ -15,7 +15,7 @@ from videopoet.data.tasks import (
     padding_ratio,
     record_info,
 )
-from videopoet.llm.masks import MASKGIT, PREFIX
+from videopoet.sequence import MASKGIT, PREFIX
 from videopoet.vocab import TASKS, SharedVocab
 
 VOCAB = SharedVocab(text_size=300, video_bits=6, audio_levels=2, audio_codebook_size=16)
@@ -244,8 +244,35 @@ def test_generation_layout_matches_training_sequence(task: str) -> None:
     assert layout.full_ids(torch.from_numpy(content)[None])[0].tolist() == seq.input_ids[seq.prefix_len :].tolist()
     lo, hi = layout.ranges()
     assert ((torch.from_numpy(content) >= lo) & (torch.from_numpy(content) < hi)).all()
-    if task not in ("video_inpainting", "video_outpainting"):  # their input mask is random
-        video = VOCAB.video_to_global(np.asarray(rec["video_ids"]).reshape(rec["video_shape"]))
-        audio = VOCAB.audio_to_global(np.asarray(rec["audio_ids"]).reshape(rec["audio_shape"])).reshape(-1)
-        prefix = builder.prefix(task, 32, 32, rec["text_ids"], video, audio)
-        assert prefix == seq.input_ids[: seq.prefix_len].tolist()
+    video = VOCAB.video_to_global(np.asarray(rec["video_ids"]).reshape(rec["video_shape"]))
+    audio = VOCAB.audio_to_global(np.asarray(rec["audio_ids"]).reshape(rec["audio_shape"])).reshape(-1)
+    prefix = builder.prefix(task, 32, 32, rec["text_ids"], video, audio, box=seq.box)  # painting: the box training drew
+    assert prefix == seq.input_ids[: seq.prefix_len].tolist()
+    assert builder.length(record_info(rec), task, drop_caption=False) == len(seq)
+
+
+def test_one_spec_per_task_in_token_order() -> None:
+    from videopoet.data.tasks import TASK_SPECS
+
+    assert list(TASK_SPECS) == list(TASKS)
+    media = {t: s.input_media for t, s in TASK_SPECS.items()}
+    assert media["image_to_video"] == "image" and media["audio_to_video"] == "audio" and media["text_to_video"] is None
+    assert {t for t, m in media.items() if m == "video"} == {"video_continuation", "video_inpainting", "video_outpainting", "video_to_audio"}
+
+
+def test_painting_boxes_mask_inside_or_outside() -> None:
+    builder = TaskBuilder(VOCAB, TaskConfig(inpaint_box=0.5, outpaint_keep=0.5))
+    video = np.arange(2 * 8 * 8).reshape(2, 8, 8) + VOCAB.video_range.start
+    mask = VOCAB.token_id("<mask>")
+    inner = builder.mask_video(video, "video_inpainting", builder.default_box("video_inpainting"))
+    outer = builder.mask_video(video, "video_outpainting", builder.default_box("video_outpainting"))
+    assert (inner[:, 2:6, 2:6] == mask).all() and (inner[:, :2] == video[:, :2]).all()  # the central 4x4 hidden
+    assert (outer[:, 2:6, 2:6] == video[:, 2:6, 2:6]).all() and (outer[:, :2] == mask).all()  # only it kept
+    corner = builder.mask_video(video, "video_inpainting", (0.0, 0.75, 0.25, 0.25))  # a user's box
+    assert (corner[:, :2, 6:] == mask).all() and (corner == mask).sum() == 2 * 4
+    tiny = builder.mask_video(video, "video_inpainting", (0.5, 0.5, 0.01, 0.01))  # at least one cell
+    assert (tiny == mask).sum() == 2
+    rng = np.random.default_rng(0)
+    boxes = {builder.draw_box("video_inpainting", 8, 8, rng) for _ in range(20)}
+    assert len(boxes) > 1 and all(b[2:] == (0.5, 0.5) for b in boxes)  # random place, fixed side
+    assert builder.draw_box("video_outpainting", 8, 8, rng) == builder.default_box("video_outpainting")

@@ -1,4 +1,4 @@
-"""The shapes oracle: reads every combination back through real MP4 files, and through degradations."""
+"""The shapes oracle's scoring: prompts, metadata matching, reports."""
 
 import json
 import shutil
@@ -6,60 +6,23 @@ import shutil
 import numpy as np
 import pytest
 
-from videopoet.data import io as media_io
+from videopoet import media as media_io
+from videopoet.data.shapes_dataset import write_shapes_dataset
 from videopoet.data.synthetic import (
     ALL_COMBOS,
     CAPTION_TEMPLATES,
-    COLORS,
-    PITCH_HZ,
     ShapesConfig,
     make_caption,
     render_clip,
-    write_shapes_dataset,
 )
 from videopoet.errors import UserError
-from videopoet.eval import shapes as oracle
-from videopoet.eval.shapes import (
-    ShapesReading,
-    analyze_file,
-    evaluate,
-    parse_prompt,
-    read_audio_pitch,
-    read_frames,
-)
+from videopoet.eval.shapes import evaluate, parse_prompt
+from videopoet.eval.shapes_reader import ShapesReading, analyze_file
 
 CFG = ShapesConfig()
 
 
-def _clips(seed=0):
-    for i, combo in enumerate(ALL_COMBOS):
-        frames, audio = render_clip(*combo, np.random.default_rng([seed, i]), CFG)
-        yield i, combo, frames, audio
-
-
-@pytest.fixture(scope="module")
-def combo_dir(tmp_path_factory):
-    """All 48 combinations as MP4 (H.264 + AAC) files, with a metadata.jsonl."""
-    root = tmp_path_factory.mktemp("combos")
-    rows = []
-    for i, (c, s, d), frames, audio in _clips(seed=3):
-        rel = f"clips/combo_{i:02d}.mp4"
-        media_io.write_video(root / rel, frames, fps=CFG.fps, audio=audio, sample_rate=CFG.sample_rate)
-        rows.append({"file": rel, "color": c, "shape": s, "direction": d, "pitch_hz": PITCH_HZ[s]})
-    (root / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return root, rows
-
-
-def test_analyze_file_reads_all_48_combinations(combo_dir):
-    root, rows = combo_dir
-    for row in rows:
-        r = analyze_file(root / row["file"])
-        assert (r.color, r.shape, r.direction) == (row["color"], row["shape"], row["direction"]), (row, r)
-        assert r.has_video and r.has_audio and r.foreground_frames == CFG.frames
-        assert abs(r.pitch_hz - row["pitch_hz"]) < 0.02 * row["pitch_hz"]
-        assert r.pitch_shape == row["shape"]
-
-
+@pytest.mark.slow  # every combination through MP4
 def test_evaluate_with_metadata(combo_dir):
     root, rows = combo_dir
     result = evaluate(root / "clips", metadata=root / "metadata.jsonl")
@@ -70,75 +33,6 @@ def test_evaluate_with_metadata(combo_dir):
     f0 = result["files"][0]
     assert f0["expected"]["color"] == rows[0]["color"] and f0["correct"]["all"] is True
     assert f0["reading"]["pitch_shape"] == rows[0]["shape"]
-
-
-def _gaussian_blur(x: np.ndarray) -> np.ndarray:
-    """Separable [1, 4, 6, 4, 1] / 16 gaussian over H and W (edge padded)."""
-    k = np.array([1, 4, 6, 4, 1], np.float64) / 16.0
-    for axis in (1, 2):
-        pad = [(0, 0)] * 4
-        pad[axis] = (2, 2)
-        p = np.pad(x, pad, mode="edge")
-        n = x.shape[axis]
-        x = sum(k[j] * np.take(p, np.arange(j, j + n), axis=axis) for j in range(5))
-    return x
-
-
-def _degrade(frames, rng, shift):
-    x = _gaussian_blur(frames.astype(np.float64))
-    x = x + rng.normal(0.0, 10.0, x.shape) + shift
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-
-
-@pytest.mark.parametrize("shift", [15.0, -15.0])
-def test_read_frames_survives_blur_noise_and_brightness(shift):
-    rng = np.random.default_rng(42)
-    for _, (c, s, d), frames, audio in _clips(seed=4):
-        r = read_frames(_degrade(frames, rng, shift))
-        assert (r.color, r.shape, r.direction) == (c, s, d)
-        noisy = audio + rng.normal(0.0, 0.1, audio.shape).astype(np.float32)
-        assert abs(read_audio_pitch(noisy, CFG.sample_rate) - PITCH_HZ[s]) < 0.02 * PITCH_HZ[s]
-
-
-def test_read_frames_float_and_single_frame():
-    frames, _ = render_clip("green", "triangle", "up", np.random.default_rng(0), CFG)
-    r = read_frames(frames.astype(np.float32) / 255.0)
-    assert (r.color, r.shape, r.direction) == ("green", "triangle", "up")
-    one = read_frames(frames[5])
-    assert (one.color, one.shape, one.direction) == ("green", "triangle", None)
-    assert one.pitch_hz is None and one.pitch_shape is None
-
-
-def test_no_foreground_and_static_shape():
-    empty = np.full((5, 64, 64, 3), 30, np.uint8)
-    r = read_frames(empty)
-    assert (r.color, r.shape, r.direction, r.foreground_frames) == (None, None, None, 0)
-    noisy = np.clip(30 + np.random.default_rng(0).normal(0, 10, (5, 64, 64, 3)), 0, 255).astype(np.uint8)
-    assert read_frames(noisy).color is None
-    # A shape that does not move has no direction.
-    frames, _ = render_clip("blue", "square", "left", np.random.default_rng(0), CFG)
-    still = np.repeat(frames[:1], 9, axis=0)
-    r = read_frames(still)
-    assert (r.color, r.shape, r.direction) == ("blue", "square", None)
-    # The shape shows up only in some frames: still read.
-    part = frames.copy()
-    part[:4] = part[0, 0, 0]
-    assert read_frames(part).direction == "left"
-    with pytest.raises(UserError):
-        read_frames(np.zeros((4, 8, 8), np.uint8))
-
-
-def test_read_audio_pitch_edge_cases():
-    sr = 16000
-    assert read_audio_pitch(np.zeros(16000, np.float32), sr) is None
-    assert read_audio_pitch(np.zeros(10, np.float32), sr) is None
-    t = np.arange(sr) / sr
-    for hz in (262.0, 300.0, 659.0, 1000.0):
-        assert abs(read_audio_pitch(0.3 * np.sin(2 * np.pi * hz * t), sr) - hz) < 0.5
-    stereo = np.stack([0.3 * np.sin(2 * np.pi * 392 * t)] * 2)
-    assert abs(read_audio_pitch(stereo, sr) - 392) < 0.5
-    assert oracle.pitch_to_shape(400.0) == "square"
-    assert oracle.pitch_to_shape(None) is None
 
 
 def test_parse_prompt():
@@ -195,6 +89,7 @@ def test_evaluate_with_prompt_and_no_audio(tmp_path):
         evaluate(tmp_path / "missing.mp4", prompt="a red circle")
 
 
+@pytest.mark.slow  # every combination through MP4
 def test_evaluate_metadata_matching(combo_dir, tmp_path):
     root, rows = combo_dir
     # Outside the metadata's folder: matched by a unique basename.
@@ -227,6 +122,7 @@ def test_evaluate_metadata_with_prompts_only(tmp_path):
     assert res["accuracy"] == {"color": 1.0, "shape": 1.0, "direction": 1.0, "pitch": 1.0, "all": 1.0}
 
 
+@pytest.mark.slow  # every combination through MP4
 def test_written_dataset_scores_perfectly(tmp_path):
     out = write_shapes_dataset(tmp_path / "ds", 12, seed=9, progress=False)
     res = evaluate(out / "clips", metadata=out / "metadata.jsonl")
@@ -235,7 +131,7 @@ def test_written_dataset_scores_perfectly(tmp_path):
 
 
 def test_format_report_lists_files_and_accuracy(tmp_path) -> None:
-    from videopoet.data.synthetic import write_shapes_dataset
+    from videopoet.data.shapes_dataset import write_shapes_dataset
     from videopoet.eval.shapes import format_report
 
     out = write_shapes_dataset(tmp_path / "ds", num_clips=2, seed=3, progress=False)
@@ -245,23 +141,3 @@ def test_format_report_lists_files_and_accuracy(tmp_path) -> None:
     assert "accuracy: color 100.0% (2)" in text
 
 
-def _rounded_square_clip(corner: float, size: int = 32, side: float = 9.6, ss: int = 8) -> np.ndarray:
-    """A red square moving right at the demo's scale, its corners rounded with radius `corner * side` (a
-    video tokenizer's decoder rounds them so); corner 0.5 is a circle."""
-    c = (np.arange(size * ss) + 0.5) / ss
-    y, x = np.meshgrid(c, c, indexing="ij")
-    half, r = side / 2, corner * side
-    frames = []
-    for t in range(17):
-        dx, dy = np.abs(x - (8.3 + 0.9 * t)), np.abs(y - 16.2)
-        qx, qy = np.maximum(dx - (half - r), 0), np.maximum(dy - (half - r), 0)
-        inside = (dx <= half) & (dy <= half) & (qx**2 + qy**2 <= r * r)
-        cover = inside.reshape(size, ss, size, ss).mean(axis=(1, 3))[..., None]
-        frames.append(20 * (1 - cover) + np.array(COLORS["red"]) * cover)
-    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
-
-
-def test_decoded_squares_with_rounded_corners_still_read_as_squares():
-    for corner in (0.0, 0.2, 0.3):
-        assert read_frames(_rounded_square_clip(corner)).shape == "square", corner
-    assert read_frames(_rounded_square_clip(0.5)).shape == "circle"

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from videopoet.data import io
+from videopoet import media as io
 from videopoet.data.ingest import load_clip_index
 from videopoet.errors import UserError
 from videopoet.vocab import SharedVocab
@@ -102,12 +102,10 @@ def load_tokenizers(video: str | Path, text: str | Path, audio: str | Path | Non
     video_tok = load_tokenizer(video, "video", device)
     audio_tok = load_tokenizer(audio, "audio", device) if audio is not None else None
     text_tok = TextTokenizer.load(text)
-    vocab = SharedVocab(
-        text_size=text_tok.vocab_size,
-        video_bits=video_tok.config.bits,
-        audio_levels=audio_tok.config.levels if audio_tok is not None else 0,
-        audio_codebook_size=audio_tok.config.codebook_size if audio_tok is not None else 0,
-    )
+    shares = {"audio_levels": 0, "audio_codebook_size": 0, **video_tok.vocab_share()}  # no audio: an empty block
+    if audio_tok is not None:
+        shares.update(audio_tok.vocab_share())
+    vocab = SharedVocab(text_size=text_tok.vocab_size, **shares)
     return video_tok, audio_tok, text_tok, vocab
 
 
@@ -146,6 +144,26 @@ def _tokenize_batch(items: list[dict[str, Any]], video_tok, audio_tok, text_tok)
     return records
 
 
+CLIP_FILE = "clip.json"  # the clip geometry the records were made at (geometry.ClipConfig's fields)
+
+
+def clip_geometry(index: Any, video_tok: Any, audio_tok: Any) -> dict[str, Any]:
+    """The geometry of the clips behind the records: frames and fps of the clip index (one value for all
+    rows), the video tokenizer's frame size, the audio tokenizer's sample rate."""
+    rates = set(index.unique("fps")) if len(index) else set()
+    lengths = set(index.unique("num_frames")) if len(index) else set()
+    if len(rates) > 1 or len(lengths) > 1:
+        raise PretokenizeError(f"the clip index mixes clip geometries (fps {sorted(rates)}, frames {sorted(lengths)}); ingest it with one --fps and --frames")
+    geometry = video_tok.geometry()
+    return {
+        "frames": int(next(iter(lengths), geometry["frames"])),
+        "fps": float(next(iter(rates), 0.0)) or None,
+        "height": int(geometry["height"]),
+        "width": int(geometry["width"]),
+        "sample_rate": int(audio_tok.geometry()["sample_rate"]) if audio_tok is not None else None,
+    }
+
+
 def pretokenize(
     data: str | Path,
     out: str | Path,
@@ -177,6 +195,7 @@ def pretokenize(
         "audio": str(Path(audio_tokenizer).resolve()) if audio_tokenizer else None,
         "text": str(Path(text_tokenizer).resolve()),
     }, indent=2) + "\n")
+    (out / CLIP_FILE).write_text(json.dumps(clip_geometry(index, video_tok, audio_tok), indent=2) + "\n")
 
     mine = list(range(shard_.index, len(index), shard_.count))
     shard_dir = out / "shards" / shard_.name

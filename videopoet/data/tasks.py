@@ -1,4 +1,4 @@
-"""Token records -> task sequences (DESIGN.md, task sequences).
+"""Token records -> task sequences (docs/design.md, "Sequence format").
 
 Token records (made by pretokenize) hold modality-local ids: ``text_ids`` (SentencePiece ids, may be
 empty: no caption), ``video_ids`` (LFQ codes, flat in (t, h, w) order or nested) with ``video_shape``
@@ -45,15 +45,55 @@ from typing import Any
 import numpy as np
 
 from videopoet.errors import UserError
-from videopoet.llm.masks import MASKGIT, PREFIX
+from videopoet.sequence import MASKGIT, PREFIX, OutputBlock, OutputLayout
 from videopoet.vocab import TASKS, SharedVocab
 
 IGNORE_INDEX = -100
 GROUP_WINDOW = 64  # batches whose samples `group_by_length` sorts by length together
 
-# What each task reads and writes: (needs text, video input, audio input, outputs)
-_TEXT_TASKS = {"text_to_video", "text_to_image", "text_to_video_audio"}
-_AUDIO_TASKS = {"text_to_video_audio", "video_to_audio", "audio_to_video"}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What one task reads and writes; every layout rule (`length`, `prefix`, `build`, `output_layout`,
+    `available`, and generation's input checks) is derived from it.
+
+    Video spans are named by the latent frames they cover: `video` (all), `frame` (the first: a still
+    image), `head` (the first `continuation_frames`), `tail` (the rest). `mask`: the input video is
+    given with a box of the latent grid replaced by `<mask>` (`box`: inpainting) or everything outside
+    it (`outside`: outpainting); the output is then the whole video."""
+
+    text: bool = False  # a text block in the prefix
+    video_in: str | None = None  # the video span given as input
+    audio_in: bool = False  # the clip's sound given as input
+    outputs: tuple[str, ...] = ("video",)  # output blocks in order: video spans, or "audio"
+    mask: str | None = None  # "box" or "outside": how the input video is masked
+
+    @property
+    def needs_audio(self) -> bool:
+        return self.audio_in or "audio" in self.outputs
+
+    @property
+    def input_media(self) -> str | None:
+        """What a user gives generation: an `image`, a `video`, `audio`, or nothing (text or no input)."""
+        if self.video_in == "frame":
+            return "image"
+        return "video" if self.video_in else "audio" if self.audio_in else None
+
+
+# One spec per task, in the order of `vocab.TASKS` (the task tokens).
+TASK_SPECS: dict[str, TaskSpec] = {
+    "text_to_video": TaskSpec(text=True),
+    "text_to_image": TaskSpec(text=True, outputs=("frame",)),
+    "text_to_video_audio": TaskSpec(text=True, outputs=("video", "audio")),
+    "image_to_video": TaskSpec(video_in="frame"),
+    "video_continuation": TaskSpec(video_in="head", outputs=("tail",)),
+    "video_inpainting": TaskSpec(video_in="video", mask="box"),
+    "video_outpainting": TaskSpec(video_in="video", mask="outside"),
+    "video_to_audio": TaskSpec(video_in="video", outputs=("audio",)),
+    "audio_to_video": TaskSpec(audio_in=True),
+    "unconditional_video": TaskSpec(),
+}
 
 
 class TaskError(UserError):
@@ -72,7 +112,7 @@ class TaskConfig:
     outpaint_keep: float = 0.5  # side of the central box kept, as a share of the latent grid
 
     def __post_init__(self) -> None:
-        unknown = [t for t in self.mixture if t not in TASKS]
+        unknown = [t for t in self.mixture if t not in TASK_SPECS]
         if unknown:
             raise ValueError(f"unknown task {unknown[0]!r} in the mixture; tasks are: {', '.join(TASKS)}")
         if any(w < 0 for w in self.mixture.values()) or sum(self.mixture.values()) <= 0:
@@ -141,8 +181,9 @@ class TaskSequence:
     labels: np.ndarray
     prefix_len: int
     output_spans: list[tuple[int, int]]  # [start, end) of each output block's content
-    mode: int  # masks.PREFIX (AR) or masks.MASKGIT
+    mode: int  # sequence.PREFIX (AR) or sequence.MASKGIT
     task: str
+    box: tuple[float, float, float, float] | None = None  # the in/outpainting box used, as shares of the grid
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -163,11 +204,12 @@ class TaskBuilder:
         for task, weight in self.config.mixture.items():
             if weight <= 0:
                 continue
-            if task in _TEXT_TASKS and not info.has_caption:
+            spec = TASK_SPECS[task]
+            if spec.text and not info.has_caption:
                 continue
-            if task in _AUDIO_TASKS and not info.has_audio:
+            if spec.needs_audio and not info.has_audio:
                 continue
-            if task == "video_continuation" and info.video_shape[0] <= self.config.continuation_frames:
+            if "head" in (spec.video_in, *spec.outputs) and info.video_shape[0] <= self.config.continuation_frames:
                 continue
             tasks.append(task)
         return tasks
@@ -193,36 +235,30 @@ class TaskBuilder:
         return self.build(record, task, mode, rng, drop_caption=drop)
 
     # ---- lengths without building ------------------------------------------------------------------
+    def frames_of(self, span: str, t: int) -> int:
+        """Latent frames of a video span (`video`, `frame`, `head`, `tail`) of a `t`-frame clip."""
+        k = self.config.continuation_frames
+        return {"video": t, "frame": 1, "head": k, "tail": t - k}[span]
+
     def length(self, info: RecordInfo, task: str, drop_caption: bool) -> int:
         """Exact length of the sequence `build` makes for this record and task."""
+        spec = TASK_SPECS[task]
         t, h, w = info.video_shape
-        video, frame = t * h * w, h * w
         audio = info.audio_shape[0] * info.audio_shape[1]
-        text = 0 if drop_caption else min(info.text_len, self.config.max_text_tokens)
-        n = 2 + 1  # bos, task ... eos
-        if info.height and info.width:
-            n += 2  # aspect, short side
-        if task in _TEXT_TASKS:
-            n += 2 + text
-        n += {
-            "image_to_video": 2 + frame,
-            "video_continuation": 2 + self.config.continuation_frames * frame,
-            "video_inpainting": 2 + video,
-            "video_outpainting": 2 + video,
-            "video_to_audio": 2 + video,
-            "audio_to_video": 2 + audio,
-        }.get(task, 0)
-        n += {
-            "text_to_image": 2 + frame,
-            "text_to_video_audio": 4 + video + audio,
-            "video_to_audio": 2 + audio,
-            "video_continuation": 2 + video - self.config.continuation_frames * frame,
-        }.get(task, 2 + video)
+        n = 3 + (2 if info.height and info.width else 0)  # bos, task ... eos; aspect, short side
+        if spec.text:
+            n += 2 + (0 if drop_caption else min(info.text_len, self.config.max_text_tokens))
+        if spec.video_in:
+            n += 2 + self.frames_of(spec.video_in, t) * h * w
+        if spec.audio_in:
+            n += 2 + audio
+        for out in spec.outputs:
+            n += 2 + (audio if out == "audio" else self.frames_of(out, t) * h * w)
         return n
 
     # ---- building ----------------------------------------------------------------------------------
     def build(self, record: dict[str, Any], task: str, mode: int, rng: np.random.Generator, drop_caption: bool = False) -> TaskSequence:
-        """The sequence of `task` in `mode` (masks.PREFIX for AR, masks.MASKGIT) for one record."""
+        """The sequence of `task` in `mode` (sequence.PREFIX for AR, sequence.MASKGIT) for one record."""
         info = record_info(record)
         if task not in self.available(info) and task in self.config.mixture:
             raise TaskError(f"the record cannot serve task {task!r}")
@@ -235,20 +271,14 @@ class TaskBuilder:
             audio = np.asarray(record["audio_ids"], dtype=np.int64).reshape(info.audio_shape)
             gaudio = v.audio_to_global(audio).reshape(-1)  # level after level, coarse to fine
 
+        spec = TASK_SPECS[task]
         text = None
-        if task in _TEXT_TASKS:
+        if spec.text:
             text = [] if drop_caption else list(record["text_ids"])[: self.config.max_text_tokens]
-        video_in = self._mask_region(gvideo, task, rng) if task in ("video_inpainting", "video_outpainting") else gvideo
-        prefix = self.prefix(task, info.height, info.width, text, video_in, gaudio)
-        k = self.config.continuation_frames
-        outputs = {
-            "text_to_image": [gvideo[:1].reshape(-1)],
-            "video_to_audio": [gaudio],
-            "video_continuation": [gvideo[k:].reshape(-1)],
-            "text_to_video_audio": [gvideo.reshape(-1), gaudio],
-        }.get(task, [gvideo.reshape(-1)])
-        markers = self._output_markers(task)
-        blocks = [(o, content, c) for (o, c), content in zip(markers, outputs)]
+        box = self.draw_box(task, h, w, rng) if spec.mask else None
+        prefix = self.prefix(task, info.height, info.width, text, gvideo, gaudio, box=box)
+        outputs = [gaudio if out == "audio" else self.video_span(gvideo, out).reshape(-1) for out in spec.outputs]
+        blocks = [(o, content, c) for (o, c), content in zip(self._output_markers(task), outputs)]
 
         ids = list(prefix)
         prefix_len = len(ids)
@@ -272,7 +302,7 @@ class TaskBuilder:
             labels[prefix_len + 1 :] = input_ids[prefix_len + 1 :]
         else:
             raise ValueError(f"unknown mode {mode}")
-        return TaskSequence(input_ids, labels, prefix_len, spans, mode, task)
+        return TaskSequence(input_ids, labels, prefix_len, spans, mode, task, box)
 
     def prefix(
         self,
@@ -282,41 +312,43 @@ class TaskBuilder:
         text: list[int] | None = None,
         video: np.ndarray | None = None,
         audio: np.ndarray | None = None,
+        box: tuple[float, float, float, float] | None = None,
     ) -> list[int]:
         """Global ids before the output's opening marker, for training and for generation.
 
         `text`: local text ids (the task's text block; [] for the unconditional prefix of CFG);
-        `video`: global video ids `[t, h, w]`, of which the task takes what it conditions on (the first
-        frame, the first latent frames, or all of it, already masked for in/outpainting);
-        `audio`: global audio ids, level after level. height/width 0: no resolution tokens."""
-        v, tok = self.vocab, self.t
+        `video`: the whole clip's global video ids `[t, h, w]`, of which the task takes its input span
+        (masked for in/outpainting with `box`, default `default_box(task)`); `audio`: global audio ids,
+        level after level. height/width 0: no resolution tokens."""
+        spec, v, tok = TASK_SPECS[task], self.vocab, self.t
         ids = [tok["<bos>"], v.task_id(task)]
         if height and width:
             ids += v.resolution_ids(height, width)
-        if task in _TEXT_TASKS:
+        if spec.text:
             ids += [tok["<bot_i>"], *v.text_to_global(list(text or [])), tok["<eot_i>"]]
-        k = self.config.continuation_frames
-        if task == "image_to_video":
-            ids += [tok["<bov_i>"], *video[:1].reshape(-1), tok["<eov_i>"]]
-        elif task == "video_continuation":
-            ids += [tok["<bov_i>"], *video[:k].reshape(-1), tok["<eov_i>"]]
-        elif task in ("video_inpainting", "video_outpainting", "video_to_audio"):
-            ids += [tok["<bov_i>"], *video.reshape(-1), tok["<eov_i>"]]
-        elif task == "audio_to_video":
+        if spec.video_in:
+            given = self.video_span(np.asarray(video), spec.video_in)
+            if spec.mask:
+                given = self.mask_video(given, task, box or self.default_box(task))
+            ids += [tok["<bov_i>"], *given.reshape(-1), tok["<eov_i>"]]
+        if spec.audio_in:
             ids += [tok["<boa_i>"], *audio, tok["<eoa_i>"]]
         return [int(i) for i in ids]
+
+    def video_span(self, video: np.ndarray, span: str) -> np.ndarray:
+        """The latent frames of `video` `[t, h, w]` a span names."""
+        k = self.config.continuation_frames
+        return {"video": video, "frame": video[:1], "head": video[:k], "tail": video[k:]}[span]
 
     def _output_markers(self, task: str) -> list[tuple[int, int]]:
         tok = self.t
         video, audio = (tok["<bov_o>"], tok["<eov_o>"]), (tok["<boa_o>"], tok["<eoa_o>"])
-        return {"video_to_audio": [audio], "text_to_video_audio": [video, audio]}.get(task, [video])
+        return [audio if out == "audio" else video for out in TASK_SPECS[task].outputs]
 
     def output_layout(self, task: str, video_shape: tuple[int, int, int], audio_shape: tuple[int, int] = (0, 0)) -> Any:
-        """What a sampler must produce for `task` (`llm.sampling.OutputLayout`): each output block's
+        """What a sampler must produce for `task` (`sequence.OutputLayout`): each output block's
         markers and the id range of every position (video codes; audio codes of each RVQ level in turn)."""
         import torch
-
-        from videopoet.llm.sampling import OutputBlock, OutputLayout
 
         t, h, w = video_shape
         levels, frames = audio_shape
@@ -330,31 +362,38 @@ class TaskBuilder:
             return (torch.tensor([r.start for r in ranges]).repeat_interleave(frames),
                     torch.tensor([r.stop for r in ranges]).repeat_interleave(frames))
 
-        k = self.config.continuation_frames
-        contents = {
-            "text_to_image": [video_ranges(h * w)],
-            "video_to_audio": [audio_ranges()],
-            "video_continuation": [video_ranges((t - k) * h * w)],
-            "text_to_video_audio": [video_ranges(t * h * w), audio_ranges()],
-        }.get(task, [video_ranges(t * h * w)])
+        spec = TASK_SPECS[task]
+        contents = [audio_ranges() if out == "audio" else video_ranges(self.frames_of(out, t) * h * w) for out in spec.outputs]
         blocks = [OutputBlock(o, c, lo, hi) for (o, c), (lo, hi) in zip(self._output_markers(task), contents)]
         return OutputLayout(blocks, self.t["<eos>"])
 
-    def _mask_region(self, gvideo: np.ndarray, task: str, rng: np.random.Generator) -> np.ndarray:
-        t, h, w = gvideo.shape
-        out = gvideo.copy()
-        if task == "video_inpainting":
-            bh, bw = max(1, round(h * self.config.inpaint_box)), max(1, round(w * self.config.inpaint_box))
-            y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
-            out[:, y : y + bh, x : x + bw] = self.t["<mask>"]
-        else:
-            kh, kw = max(1, round(h * self.config.outpaint_keep)), max(1, round(w * self.config.outpaint_keep))
-            y, x = (h - kh) // 2, (w - kw) // 2
-            keep = out[:, y : y + kh, x : x + kw].copy()
-            out[:] = self.t["<mask>"]
-            out[:, y : y + kh, x : x + kw] = keep
-        return out
+    def default_box(self, task: str) -> tuple[float, float, float, float]:
+        """(top, left, height, width) as shares of the latent grid: the central box of side `inpaint_box`
+        (masked for inpainting) or `outpaint_keep` (kept for outpainting)."""
+        side = self.config.inpaint_box if TASK_SPECS[task].mask == "box" else self.config.outpaint_keep
+        return ((1 - side) / 2, (1 - side) / 2, side, side)
 
+    def draw_box(self, task: str, h: int, w: int, rng: np.random.Generator) -> tuple[float, float, float, float]:
+        """The box a training sequence uses: inpainting's at a random cell of the `h` x `w` grid, outpainting's
+        central."""
+        if TASK_SPECS[task].mask != "box":
+            return self.default_box(task)
+        side = self.config.inpaint_box
+        bh, bw = max(1, round(h * side)), max(1, round(w * side))
+        y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        return (y / h, x / w, bh / h, bw / w)
+
+    def mask_video(self, gvideo: np.ndarray, task: str, box: tuple[float, float, float, float]) -> np.ndarray:
+        """`gvideo` `[t, h, w]` with the box (shares of the grid) replaced by `<mask>` (inpainting), or
+        everything outside it (outpainting); a box covers at least one cell."""
+        _, h, w = gvideo.shape
+        top, left, bh, bw = box
+        y0, x0 = min(h - 1, round(top * h)), min(w - 1, round(left * w))
+        y1, x1 = max(y0 + 1, round((top + bh) * h)), max(x0 + 1, round((left + bw) * w))
+        inside = np.zeros((h, w), dtype=bool)
+        inside[y0:y1, x0:x1] = True
+        hidden = inside if TASK_SPECS[task].mask == "box" else ~inside
+        return np.where(hidden[None], self.t["<mask>"], gvideo)
 
 def group_by_length(
     lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None = None, window: int = GROUP_WINDOW
