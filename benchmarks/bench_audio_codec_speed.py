@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from videopoet.tokenizers.audio.model import PRESETS, AudioTokenizer  # noqa: E402
 from videopoet.precision import cpu_has_bf16  # noqa: E402
+from videopoet.tokenizers.audio.model import PRESETS, AudioTokenizer  # noqa: E402
 
 
 def clip(seconds: float, sample_rate: int) -> torch.Tensor:

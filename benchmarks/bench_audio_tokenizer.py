@@ -28,16 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from videopoet.config import load_section  # noqa: E402
-from videopoet.data.synthetic import HELDOUT_COMBOS, PITCH_HZ, ShapesConfig, render_audio  # noqa: E402
-from videopoet.eval.audio_metrics import si_sdr  # noqa: E402
+from videopoet.data.sources import pitch_error, training_source  # noqa: E402
+from videopoet.data.synthetic import HELDOUT_COMBOS, PITCH_HZ, PITCH_TOLERANCE, ShapesConfig, render_audio  # noqa: E402
+from videopoet.metrics.audio import si_sdr  # noqa: E402
 from videopoet.tokenizers.audio.tools import evaluate_files, load_audio_tokenizer  # noqa: E402
-from videopoet.tokenizers.audio.train import (  # noqa: E402
-    PITCH_TOLERANCE,
-    AudioTokenizerTrainingConfig,
-    pitch_error,
-    train_audio_tokenizer,
-)
+from videopoet.tokenizers.audio.train import AudioTokenizerTrainingConfig  # noqa: E402
+from videopoet.tokenizers.registry import get_family  # noqa: E402
 from videopoet.tokenizers.trainer import loop_seconds_per_step  # noqa: E402
+
+FAMILY = get_family("audio")
 
 
 def tiny_config(steps: int | None = None, overrides: list[str] | None = None) -> AudioTokenizerTrainingConfig:
@@ -52,7 +51,8 @@ def calibrate(config: AudioTokenizerTrainingConfig, steps: int = 8) -> float:
     and the first, k-means step excluded), plus 10% for validation and saving. The warm-ups are switched off
     (quantizer and mel loss on from the start), so this is the cost of a step after them."""
     config.loss.quantizer_start = config.loss.mel_start = 0
-    return 1.1 * loop_seconds_per_step(train_audio_tokenizer, config, steps)
+    solver = FAMILY.build_solver(config, training_source(FAMILY, "shapes", config))
+    return 1.1 * loop_seconds_per_step(solver, config.train, steps)
 
 
 def heldout(ckpt: Path) -> list[dict[str, Any]]:
@@ -92,7 +92,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "audio_tok"
         t0 = time.perf_counter()
-        train_audio_tokenizer(config, "shapes", out)
+        FAMILY.train(config, training_source(FAMILY, "shapes", config), out)
         train_s = time.perf_counter() - t0
         clips = heldout(out)
         media_files = sorted(p for p in args.media.glob("*") if p.suffix.lower() in (".wav", ".flac")) \

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from videopoet.data.ingest import IngestConfig, ingest
-from videopoet.data.synthetic import write_shapes_dataset
+from videopoet.data.shapes_dataset import write_shapes_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from videopoet.config import load_section  # noqa: E402
 from videopoet.data.ingest import IngestConfig, ingest, load_clip_index  # noqa: E402
 from videopoet.data.pretokenize import pretokenize  # noqa: E402
-from videopoet.data.synthetic import write_shapes_dataset  # noqa: E402
+from videopoet.data.shapes_dataset import write_shapes_dataset  # noqa: E402
 from videopoet.tokenizers.audio.model import AudioTokenizer  # noqa: E402
 from videopoet.tokenizers.checkpoint import save_tokenizer  # noqa: E402
 from videopoet.tokenizers.text import train_text_tokenizer  # noqa: E402

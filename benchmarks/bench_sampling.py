@@ -22,12 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from videopoet.llm.model import PRESETS, build_model  # noqa: E402
 from videopoet.llm.sampling import (  # noqa: E402
-    OutputBlock,
-    OutputLayout,
     SamplingConfig,
     sample_autoregressive,
     sample_maskgit,
 )
+from videopoet.sequence import OutputBlock, OutputLayout  # noqa: E402
 from videopoet.vocab import SharedVocab  # noqa: E402
 
 # the demo's vocabulary for the tiny model, the paper's for the others

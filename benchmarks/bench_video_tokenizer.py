@@ -28,13 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from videopoet.config import load_section  # noqa: E402
+from videopoet.data.sources import training_source  # noqa: E402
 from videopoet.precision import cpu_has_bf16  # noqa: E402
+from videopoet.tokenizers.registry import get_family  # noqa: E402
 from videopoet.tokenizers.trainer import loop_seconds_per_step  # noqa: E402
 from videopoet.tokenizers.video.model import PRESETS, VideoTokenizer  # noqa: E402
-from videopoet.tokenizers.video.train import (  # noqa: E402
-    VideoTokenizerTrainingConfig,
-    train_video_tokenizer,
-)
+from videopoet.tokenizers.video.train import VideoTokenizerTrainingConfig  # noqa: E402
+
+FAMILY = get_family("video")
 
 
 def _time(fn, repeats: int) -> float:
@@ -91,7 +92,8 @@ def _seconds_per_step(config: VideoTokenizerTrainingConfig, adversarial: bool, s
     config.train.optim.warmup_steps = 1
     config.loss.disc_start = 0 if adversarial else steps + 1
     config.val_clips = 1
-    return 1.05 * loop_seconds_per_step(train_video_tokenizer, config, steps)  # + the final validation and save
+    solver = FAMILY.build_solver(config, training_source(FAMILY, "shapes", config))
+    return 1.05 * loop_seconds_per_step(solver, config.train, steps)  # + the final validation and save
 
 
 def _planned_steps(config: VideoTokenizerTrainingConfig, minutes: float) -> tuple[int, float]:
@@ -104,7 +106,7 @@ def _planned_steps(config: VideoTokenizerTrainingConfig, minutes: float) -> tupl
 
 
 def bench_quality(minutes: float, media: Path | None, out_dir: Path | None) -> dict[str, Any]:
-    from videopoet.data.io import NotEnoughFramesError
+    from videopoet.media import NotEnoughFramesError
     from videopoet.tokenizers.video.tools import _frames_available, evaluate_files
 
     config = _tiny_config()
@@ -121,7 +123,7 @@ def bench_quality(minutes: float, media: Path | None, out_dir: Path | None) -> d
           f"(disc_start {config.loss.disc_start})", flush=True)  # fmt: skip
     run = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="bench_video_tok_"))
     t = time.perf_counter()
-    result = train_video_tokenizer(config, "shapes", run)
+    result = FAMILY.train(config, training_source(FAMILY, "shapes", config), run)
     train_s = time.perf_counter() - t
     rows = []
     files = (

@@ -47,6 +47,7 @@ def test_usage_errors_are_one_line_exit_2(argv: list[str], capsys: pytest.Captur
     assert len(err.strip().splitlines()) == 1 and "error:" in err
 
 
+@pytest.mark.slow  # whole commands
 def test_user_error_one_line_and_debug_traceback(tmp_path: Path) -> None:
     missing = tmp_path / "missing.mp4"
     out = run("media", "probe", str(missing))
@@ -72,6 +73,7 @@ def test_media_probe_json(shared_media: Path, capsys: pytest.CaptureFixture[str]
     assert info["video"][0]["width"] == 720 and info["video"][0]["height"] == 405 and info["audio"] == []
 
 
+@pytest.mark.slow  # whole commands
 def test_shapes_pipeline_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "shapes"
     assert main(["data", "shapes", "--out", str(out), "--num-clips", "4", "--seed", "1", "--size", "48"]) == 0
@@ -107,6 +109,7 @@ def test_data_shapes_bad_values_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(err) == 2 and all(line.startswith("videopoet: error:") for line in err)
 
 
+@pytest.mark.slow  # whole commands
 def test_video_tokenizer_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
     small = ["model.channels=8", "model.norm_groups=4", "model.frames=9", "model.height=32", "model.width=32",
@@ -129,6 +132,7 @@ def test_video_tokenizer_from_the_command_line(tmp_path: Path, capsys: pytest.Ca
     assert "1 + k*4" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # whole commands
 def test_audio_tokenizer_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
     ckpt = tmp_path / "audio"
@@ -140,7 +144,7 @@ def test_audio_tokenizer_from_the_command_line(tmp_path: Path, capsys: pytest.Ca
     clip = str(tmp_path / "s" / "clips" / "clip_00000.mp4")
     assert main(["tokenizer", "encode", "audio", "--ckpt", str(ckpt), "--input", clip, "--out", str(tmp_path / "a.npz")]) == 0
     assert main(["tokenizer", "decode", "audio", "--ckpt", str(ckpt), "--tokens", str(tmp_path / "a.npz"), "--out", str(tmp_path / "a.wav")]) == 0
-    from videopoet.data.io import probe
+    from videopoet.media import probe
 
     assert probe(tmp_path / "a.wav").audio[0].sample_rate == 16000
     capsys.readouterr()
@@ -149,7 +153,7 @@ def test_audio_tokenizer_from_the_command_line(tmp_path: Path, capsys: pytest.Ca
     assert "si_sdr" in json.dumps(result) and "opus_si_sdr" in json.dumps(result)
     assert main(["data", "shapes", "--out", str(tmp_path / "v"), "--num-clips", "1", "--size", "32"]) == 0
     silent = tmp_path / "silent.mp4"
-    from videopoet.data.io import read_clip, write_video
+    from videopoet.media import read_clip, write_video
 
     write_video(silent, read_clip(clip, 0.0, 9, 8.0), 8.0)
     assert main(["tokenizer", "encode", "audio", "--ckpt", str(ckpt), "--input", str(silent), "--out", str(tmp_path / "b.npz")]) == 2

@@ -130,3 +130,56 @@ def test_shipped_configs_are_valid() -> None:
     assert configs, "configs/ holds at least one project config"
     for path in configs:
         load_project_config(path)
+
+
+def test_the_clip_section_sets_every_dependent_key(tmp_path) -> None:
+    from videopoet.config import ConfigError, load_project_config, load_section
+    from videopoet.geometry import CLIP_KEYS
+
+    path = tmp_path / "c.yaml"
+    path.write_text("clip: {frames: 9, fps: 4.0, height: 32, width: 48, sample_rate: 24000}\nshapes: {jitter: 0}\n")
+    with pytest.raises(ConfigError, match="square"):
+        load_project_config(path)  # the shapes are drawn square
+    path.write_text("clip: {frames: 9, fps: 4.0, height: 32, width: 32, sample_rate: 24000}\n")
+    sections = load_project_config(path)
+    assert (sections["shapes"].size, sections["shapes"].frames, sections["shapes"].fps) == (32, 9, 4.0)
+    assert (sections["ingest"].fps, sections["ingest"].frames, tuple(sections["ingest"].size)) == (4.0, 9, (32, 32))
+    model = sections["video_tokenizer"].model
+    assert (model.frames, model.height, model.width, sections["video_tokenizer"].fps) == (9, 32, 32, 4.0)
+    assert sections["audio_tokenizer"].model.sample_rate == sections["shapes"].sample_rate == 24000
+    assert load_section("ingest", path).frames == 9  # one section, from the same place
+    assert sum(len(keys) for keys in CLIP_KEYS.values()) == 12
+    with pytest.raises(ConfigError, match="ingest.fps = 8.0 disagrees with the clip section"):
+        load_project_config(path, ["ingest.fps=8.0"])
+    assert load_project_config(path, ["ingest.fps=4.0"])["ingest"].fps == 4.0  # the same value is fine
+
+
+def test_a_preset_stands_for_its_values_and_keys_change_them(tmp_path) -> None:
+    from videopoet.config import ConfigError, load_project_config
+    from videopoet.llm.model import PRESETS
+
+    path = tmp_path / "c.yaml"
+    path.write_text("llm: {preset: 1b, max_position_embeddings: 2048}\n")
+    llm = load_project_config(path)["llm"]
+    assert llm.hidden_size == PRESETS["1b"].hidden_size and llm.num_layers == PRESETS["1b"].num_layers
+    assert llm.max_position_embeddings == 2048
+    assert load_project_config(path, ["llm.num_layers=2"])["llm"].num_layers == 2
+    with pytest.raises(ConfigError, match="presets are: tiny, 300m, 1b, 8b"):
+        load_project_config(path, ["llm.preset=2b"])
+    with pytest.raises(ConfigError, match="has no presets"):
+        load_project_config(path, ["tasks.preset=x"])
+
+
+def test_a_resolved_config_reloads_with_or_without_a_clip_section(tmp_path) -> None:
+    """Runs save every section as resolved (`save_config`) and export reads them back."""
+    import yaml
+
+    from videopoet.config import load_project_config, to_dict
+
+    for text in ("shapes: {size: 64}\n", "clip: {height: 32, width: 32}\n"):
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        sections = load_project_config(path)
+        assert ("clip" in sections) == text.startswith("clip")
+        (tmp_path / "saved.yaml").write_text(yaml.safe_dump({k: to_dict(v) for k, v in sections.items()}))
+        assert {k: to_dict(v) for k, v in load_project_config(tmp_path / "saved.yaml").items()} == {k: to_dict(v) for k, v in sections.items()}

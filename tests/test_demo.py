@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # every demo stage at toy sizes; `make test-fast` leaves it out
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TOY = {
-    "shapes": {"size": 32, "frames": 9, "shape_width": 0.35, "background_levels": [20, 20], "jitter": 0.5},
+    "clip": {"frames": 9, "fps": 8.0, "height": 32, "width": 32},
+    "shapes": {"shape_width": 0.35, "background_levels": [20, 20], "jitter": 0.5},
     "text_tokenizer": {"vocab_size": 300},
     "video_tokenizer": {
-        "model": {"channels": 8, "channel_mult": [1, 2, 4, 4], "norm_groups": 4, "bits": 10, "group_bits": 5,
-                  "frames": 9, "height": 32, "width": 32},
+        "model": {"channels": 8, "channel_mult": [1, 2, 4, 4], "norm_groups": 4, "bits": 10, "group_bits": 5},
         "discriminator": {"channels": 8, "norm_groups": 4},
         "train": {"steps": 2, "batch_size": 2, "val_every": 2, "sample_every": 2, "save_every": 2, "log_every": 1,
                   "num_workers": 0, "precision": "fp32"},
@@ -29,8 +31,9 @@ TOY = {
     "llm": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position_embeddings": 512},
     "llm_train": {"steps": 2, "micro_batch_size": 2, "val_every": 2, "save_every": 2, "log_every": 1, "precision": "fp32",
                   "deepspeed": str(ROOT / "deploy/deepspeed/zero0.json")},
-    "demo": {"clips": 20, "nproc": 1, "prompts_per_split": 1, "cross_modal_clips": 1, "maskgit_steps": 2,
-             "choice_temperature": 2.0, "ar_cfg_scale": 2.5, "ar_temperature": 0.0, "top_p": 0.95, "contact_sheet_samples": 1},
+    "demo": {"clips": 20, "nproc": 1, "prompts_per_split": 1, "cross_modal_clips": 1, "contact_sheet_samples": 1},
+    "sampling": {"ar": {"cfg_scale": 2.5, "temperature": 0.0, "top_p": 0.95},
+                 "maskgit": {"steps": 2, "choice_temperature": 2.0, "top_p": 0.95}},
 }  # fmt: skip
 
 
@@ -100,12 +103,20 @@ def test_demo_refuses_another_config(demo_run: tuple[Path, dict]) -> None:
 
     root, _ = demo_run
     with pytest.raises(DemoError, match="another config"):
-        run_demo(root / "out", root / "toy.yaml", ["demo.maskgit_steps=3"], log=lambda _: None)
+        run_demo(root / "out", root / "toy.yaml", ["sampling.maskgit.steps=3"], log=lambda _: None)
 
 
-def test_demo_checks_clip_sizes(tmp_path: Path) -> None:
+def test_demo_takes_one_clip_geometry(tmp_path: Path) -> None:
+    from videopoet.config import ConfigError
     from videopoet.demo import Demo, DemoError
 
     (tmp_path / "toy.yaml").write_text(yaml.safe_dump(TOY))
-    with pytest.raises(DemoError, match="same frames and size"):
+    demo = Demo(tmp_path / "out", tmp_path / "toy.yaml", ["clip.fps=4"])  # one key moves every part
+    assert demo.sections["shapes"].fps == demo.sections["ingest"].fps == demo.sections["video_tokenizer"].fps == 4
+    with pytest.raises(ConfigError, match="disagrees with the clip section"):
         Demo(tmp_path / "out", tmp_path / "toy.yaml", ["shapes.size=64"])
+    without = {k: v for k, v in TOY.items() if k != "clip"}
+    without["shapes"] = {**TOY["shapes"], "size": 32, "frames": 9}
+    (tmp_path / "loose.yaml").write_text(yaml.safe_dump(without))
+    with pytest.raises(DemoError, match="set them once, in the config's clip section"):
+        Demo(tmp_path / "out2", tmp_path / "loose.yaml")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import json
+import sys
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -127,7 +129,22 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"config key '{key}': unsupported annotation {tp!r}")
 
 
+def _with_preset(cls: type, data: Mapping[str, Any], prefix: str) -> Mapping[str, Any]:
+    """`preset: NAME` in a section whose dataclass has presets (a `PRESETS` dict beside it, e.g. the LLM's
+    sizes) stands for that preset's values; the section's other keys change them."""
+    if "preset" not in data or any(f.name == "preset" for f in dataclasses.fields(cls)):
+        return data
+    presets = getattr(sys.modules.get(cls.__module__), "PRESETS", None)
+    name = data["preset"]
+    if not presets:
+        raise ConfigError(f"'{prefix}preset': {cls.__name__} has no presets")
+    if name not in presets:
+        raise ConfigError(f"unknown preset '{prefix}preset: {name}'; presets are: {', '.join(presets)}")
+    return {**to_dict(presets[name]), **{k: v for k, v in data.items() if k != "preset"}}
+
+
 def _build(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    data = _with_preset(cls, data, prefix)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
@@ -240,36 +257,82 @@ def save_config(config: Any, path: str | Path) -> None:
 
 
 # The sections of a project config file (configs/*.yaml), each read into the dataclass that lives beside
-# the code it configures. Imported lazily so this module stays free of heavy and circular imports.
-SECTIONS: dict[str, str] = {
+# the code it configures. Named as strings and imported lazily, so this module stays free of heavy and
+# circular imports; the media tokenizers' sections come from their registry (one entry per family).
+_SECTIONS: dict[str, str] = {
+    "clip": "videopoet.geometry:ClipConfig",
     "shapes": "videopoet.data.synthetic:ShapesConfig",
     "text_tokenizer": "videopoet.tokenizers.text:TextTokenizerConfig",
-    "video_tokenizer": "videopoet.tokenizers.video.train:VideoTokenizerTrainingConfig",
-    "audio_tokenizer": "videopoet.tokenizers.audio.train:AudioTokenizerTrainingConfig",
     "ingest": "videopoet.data.ingest:IngestConfig",
     "tasks": "videopoet.data.tasks:TaskConfig",
     "llm": "videopoet.llm.model:LLMConfig",
     "llm_train": "videopoet.llm.train:LLMTrainConfig",
+    "sampling": "videopoet.llm.sampling:SamplingSection",
     "demo": "videopoet.demo:DemoConfig",
 }
+_REGISTRY = "videopoet.tokenizers.registry"
+# Sections that are absent unless a config has them: `clip` sets other sections' keys, so a default one
+# would contradict a config that sets those keys itself (as configs without a clip section do).
+OPTIONAL_SECTIONS = ("clip",)
+
+
+def sections() -> dict[str, str]:
+    """Every project config section: name -> `module:Class` of its dataclass."""
+    families = importlib.import_module(_REGISTRY).config_sections()
+    return {**_SECTIONS, **families}
 
 
 def section_class(section: str) -> type:
     """The dataclass of a project config section, e.g. `text_tokenizer`."""
-    if section not in SECTIONS:
-        raise ConfigError(f"unknown config section '{section}'{_closest(section, SECTIONS)}")
-    module_name, class_name = SECTIONS[section].split(":")
+    known = sections()
+    if section not in known:
+        raise ConfigError(f"unknown config section '{section}'{_closest(section, known)}")
+    module_name, class_name = known[section].split(":")
     module = importlib.import_module(module_name)
     return getattr(module, class_name)
+
+
+_MISSING = object()
+
+
+def _lookup(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def apply_clip(data: dict[str, Any]) -> dict[str, Any]:
+    """Hand the `clip` section's values to the keys that depend on them (`geometry.CLIP_KEYS`); a key
+    set to another value as well is an error naming both. A config without `clip` is returned as is."""
+    from videopoet.geometry import ClipConfig
+
+    if data.get("clip") is None:
+        return data
+    try:
+        clip = from_dict(ClipConfig, data["clip"], prefix="clip")
+        values = clip.section_values()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for dotted, value in values.items():
+        current = _lookup(data, dotted)
+        if current is _MISSING or current is None:
+            data = apply_overrides(data, [f"{dotted}={json.dumps(value)}"])
+        elif (list(current) if isinstance(current, (list, tuple)) else current) != value:
+            raise ConfigError(f"{dotted} = {current} disagrees with the clip section ({value}); set it once, under clip")
+    return data
 
 
 def load_section(section: str, path: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
     """Load one section of a project config file; overrides are relative to the section
     (`vocab_size=2000`) or name it (`text_tokenizer.vocab_size=2000`)."""
-    data = read_yaml(path) if path is not None else {}
-    unknown = [k for k in data if k not in SECTIONS]
+    data = apply_clip(read_yaml(path) if path is not None else {})
+    known = sections()
+    unknown = [k for k in data if k not in known]
     if unknown:
-        raise ConfigError(f"unknown config section '{unknown[0]}' in {path}{_closest(str(unknown[0]), SECTIONS)}")
+        raise ConfigError(f"unknown config section '{unknown[0]}' in {path}{_closest(str(unknown[0]), known)}")
     body = data.get(section) or {}
     if not isinstance(body, dict):
         raise ConfigError(f"config section '{section}' in {path} must be a mapping")
@@ -279,14 +342,16 @@ def load_section(section: str, path: str | Path | None = None, overrides: Iterab
 
 
 def load_project_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Every section of a project config file (missing sections get their defaults), validated."""
-    data = apply_overrides(read_yaml(path) if path is not None else {}, overrides)
+    """Every section of a project config file (missing sections get their defaults, but for
+    `OPTIONAL_SECTIONS`), validated."""
+    data = apply_clip(apply_overrides(read_yaml(path) if path is not None else {}, overrides))
     result = {}
     for name, body in data.items():
         cls = section_class(name)
         if body is not None and not isinstance(body, dict):
             raise ConfigError(f"config section '{name}' must be a mapping")
         result[name] = from_dict(cls, body, prefix=name)
-    for name in SECTIONS:
-        result.setdefault(name, section_class(name)())
+    for name in sections():
+        if name not in OPTIONAL_SECTIONS:
+            result.setdefault(name, section_class(name)())
     return result

@@ -42,7 +42,7 @@ class DemoError(UserError):
 
 @dataclass
 class DemoConfig:
-    """What the demo makes and samples (project config section `demo`)."""
+    """What the demo makes and samples (project config section `demo`; how it samples: section `sampling`)."""
 
     clips: int = 480  # shapes clips written (split into train / val / held-out by the `shapes` section)
     seed: int = 0
@@ -51,15 +51,6 @@ class DemoConfig:
     samplers: tuple[str, ...] = ("ar", "maskgit")
     prompts_per_split: int = 12  # prompts of seen (training) and of held-out combinations
     cross_modal_clips: int = 12  # validation clips for video-to-audio and audio-to-video
-    maskgit_steps: int = 12
-    choice_temperature: float = 4.5  # MaskGIT: Gumbel noise on the confidences, annealed to zero
-    cfg_scale: float = 1.0  # classifier-free guidance scale (1: none)
-    ar_cfg_scale: float | None = None  # AR's own scale (None: cfg_scale); AR is bound by per-token overhead, so
-    # guidance costs it almost nothing, while it doubles MaskGIT's compute-bound steps
-    temperature: float = 1.0
-    ar_temperature: float | None = None  # AR's own temperature (None: temperature)
-    top_k: int = 0
-    top_p: float = 1.0  # nucleus sampling (1: off)
     tokenize_batch_size: int = 8
     contact_sheet_samples: int = 6  # samples per sampler on the contact sheet
 
@@ -95,10 +86,13 @@ class Demo:
             "samples": self.out / "samples",
         }
         self.state_file = self.out / "stages.json"
-        shapes, video = self.sections["shapes"], self.sections["video_tokenizer"].model
-        if (shapes.size, shapes.size, shapes.frames) != (video.height, video.width, video.frames):
-            raise DemoError(f"the shapes clips ({shapes.frames}x{shapes.size}x{shapes.size}) and the video tokenizer "
-                            f"({video.frames}x{video.height}x{video.width}) must have the same frames and size")
+        shapes, ingest, video = self.sections["shapes"], self.sections["ingest"], self.sections["video_tokenizer"]
+        drawn = (shapes.frames, shapes.fps, (shapes.size, shapes.size))
+        cut = (ingest.frames, ingest.fps, tuple(ingest.size) if ingest.size else None)
+        tokenized = (video.model.frames, video.fps, (video.model.height, video.model.width))
+        if not drawn == cut == tokenized:
+            raise DemoError(f"the shapes are drawn at (frames, fps, size) {drawn}, ingest cuts {cut} and the video "
+                            f"tokenizer takes {tokenized}; set them once, in the config's clip section")
 
     # ---- bookkeeping ------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -145,7 +139,7 @@ class Demo:
 
     # ---- stages -----------------------------------------------------------------------------------------
     def stage_data(self) -> dict[str, Any]:
-        from videopoet.data.synthetic import write_shapes_dataset
+        from videopoet.data.shapes_dataset import write_shapes_dataset
 
         write_shapes_dataset(self.paths["shapes"], num_clips=self.demo.clips, seed=self.demo.seed, config=self.sections["shapes"])
         return {"clips": self.demo.clips}
@@ -160,16 +154,14 @@ class Demo:
         folder = self.paths[kind]
         if (folder / "train_result.json").is_file():  # written after the tokenizer folder is complete
             return json.loads((folder / "train_result.json").read_text())
+        from videopoet.data.sources import training_source
+        from videopoet.tokenizers.registry import get_family
+
         resume = (folder / "checkpoints" / "latest").exists()
-        config = self.sections[f"{kind}_tokenizer"]
-        if kind == "video":
-            from videopoet.tokenizers.video.train import train_video_tokenizer
-
-            result = train_video_tokenizer(config, "shapes", folder, resume=resume, shapes=self.sections["shapes"])
-        else:
-            from videopoet.tokenizers.audio.train import train_audio_tokenizer
-
-            result = train_audio_tokenizer(config, "shapes", folder, resume=resume)
+        family = get_family(kind)
+        config = self.sections[family.section]
+        source = training_source(family, "shapes", config, self.sections["shapes"])
+        result = family.train(config, source, folder, resume=resume)
         metrics = {k: float(v) for k, v in (result.get("val") or {}).items() if isinstance(v, int | float)}
         summary = {"steps": config.train.steps, "val": metrics}
         (folder / "train_result.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -182,13 +174,9 @@ class Demo:
         return self._media_tokenizer("audio")
 
     def stage_ingest(self) -> dict[str, Any]:
-        import dataclasses
-
         from videopoet.data.ingest import ingest
 
-        shapes = self.sections["shapes"]
-        config = dataclasses.replace(self.sections["ingest"], fps=shapes.fps, frames=shapes.frames, size=(shapes.size, shapes.size))
-        report = ingest(self.paths["shapes"], self.paths["index"], config)
+        report = ingest(self.paths["shapes"], self.paths["index"], self.sections["ingest"])
         return {k: report[k] for k in ("files_seen", "files_ingested", "files_skipped", "clips")}
 
     def stage_tokenize(self) -> dict[str, Any]:
@@ -211,7 +199,7 @@ class Demo:
         return {"step": meta["step"]}
 
     def stage_generate(self) -> dict[str, Any]:
-        return generate_samples(self.paths["model"], self.paths["shapes"], self.paths["samples"], self.demo)
+        return generate_samples(self.paths["model"], self.paths["shapes"], self.paths["samples"], self.demo, self.sections["sampling"])
 
     def stage_report(self) -> dict[str, Any]:
         from videopoet.eval.demo_report import tokenizer_round_trip, write_report
@@ -248,22 +236,12 @@ def demo_prompts(config: DemoConfig) -> list[dict[str, Any]]:
     return prompts
 
 
-def _sampling(config: DemoConfig, seed: int, sampler: str):
-    from videopoet.llm.sampling import SamplingConfig
-
-    ar = sampler == "ar"
-    cfg = config.ar_cfg_scale if ar and config.ar_cfg_scale is not None else config.cfg_scale
-    temperature = config.ar_temperature if ar and config.ar_temperature is not None else config.temperature
-    return SamplingConfig(temperature=temperature, top_k=config.top_k, top_p=config.top_p, cfg_scale=cfg,
-                          steps=config.maskgit_steps, choice_temperature=config.choice_temperature, seed=seed)
-
-
-def generate_samples(model_dir: Path, shapes_dir: Path, out: Path, config: DemoConfig) -> dict[str, Any]:
+def generate_samples(model_dir: Path, shapes_dir: Path, out: Path, config: DemoConfig, sampling: Any) -> dict[str, Any]:
     """Sample every demo prompt with each sampler, and video-to-audio / audio-to-video on validation clips;
     writes the media, their sidecars and `out/metadata.jsonl` (what each file should show, for the oracle)."""
     from tqdm.auto import tqdm
 
-    from videopoet.data.synthetic import read_metadata
+    from videopoet.data.shapes_dataset import read_metadata
     from videopoet.llm.generate import GenerateRequest, Generator
 
     gen = Generator(model_dir)
@@ -271,14 +249,14 @@ def generate_samples(model_dir: Path, shapes_dir: Path, out: Path, config: DemoC
     jobs: list[tuple[GenerateRequest, Path, str, dict[str, Any]]] = []
     for p in demo_prompts(config):  # samplers alternate, so both are timed under the same machine load
         for sampler in config.samplers:
-            request = GenerateRequest(task=config.task, prompt=p["prompt"], sampler=sampler, sampling=_sampling(config, p["seed"], sampler))
+            request = GenerateRequest(task=config.task, prompt=p["prompt"], sampler=sampler, sampling=sampling.for_sampler(sampler, seed=p["seed"]))
             expected = {k: p[k] for k in ("color", "shape", "direction")}
             jobs.append((request, out / sampler / p["split"], p["name"], {"group": f"{sampler}/{p['split']}", **expected}))
     val = [r for r in read_metadata(shapes_dir / "metadata.jsonl") if r.get("split") == "val"][: config.cross_modal_clips]
     for i, row in enumerate(val):
         clip = str(shapes_dir / row["file"])
         for task, kind in (("video_to_audio", {"video": clip}), ("audio_to_video", {"audio": clip})):
-            request = GenerateRequest(task=task, sampler="maskgit", sampling=_sampling(config, config.seed + i, "maskgit"), **kind)
+            request = GenerateRequest(task=task, sampler="maskgit", sampling=sampling.for_sampler("maskgit", seed=config.seed + i), **kind)
             jobs.append((request, out / task, f"val_{i:02d}", {"group": task, "shape": row["shape"], "source": row["file"]}))
     for request, folder, name, expected in tqdm(jobs, desc="generate", unit="sample"):
         sidecar = gen.generate(request, folder, name=name)[0]

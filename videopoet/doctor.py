@@ -32,7 +32,7 @@ KEY_PACKAGES = ("torch", "torchaudio", "deepspeed", "transformers", "av", "datas
 ENCODERS = ("libx264", "aac", "libopus")
 TESTED_PYTHON = (3, 11)  # the Python CI and every measurement in docs/ ran on
 MIN_PYTHON = (3, 10)
-# `make demo` writes about 0.5 GB under runs/; LLM checkpoints of the paper-scale configs are GBs each.
+# `make demo` writes about 0.15 GB under runs/ (docs/results.md); paper-scale LLM checkpoints are GBs each.
 MIN_FREE_GB = 2.0
 WARN_FREE_GB = 20.0
 
@@ -334,6 +334,9 @@ def check_deepspeed(build_ops: bool = True) -> list[Check]:
                       "not compatible here (ranks fall back to gloo's slower allreduce)", "apt-get install g++ ninja-build")]
     if not build_ops:
         return [Check("deepspeed", "ok", f"deepspeed {version}, accelerator cpu, shm allreduce op compatible (not built)")]
+    from videopoet.llm.parallelize import use_environment_extensions_dir
+
+    use_environment_extensions_dir()  # where training builds it too
     start = time.perf_counter()
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -353,7 +356,7 @@ def check_disk(runs: str | Path = "runs") -> list[Check]:
     free = shutil.disk_usage(path).free / 1e9
     detail = f"{free:.1f} GB free for {runs} (on {path})"
     if free < MIN_FREE_GB:
-        return [Check("disk", "fail", detail + f"; make demo needs about {MIN_FREE_GB:g} GB", "free space, or write runs to another disk")]
+        return [Check("disk", "fail", detail + f"; below {MIN_FREE_GB:g} GB a run can fail mid-save (make demo writes 0.15 GB)", "free space, or write runs to another disk")]
     if free < WARN_FREE_GB:
         return [Check("disk", "warn", detail + "; paper-scale checkpoints take several GB each", "free space for real training runs")]
     return [Check("disk", "ok", detail)]

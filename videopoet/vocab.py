@@ -1,6 +1,6 @@
 """The shared vocabulary: one id space for special, text, video and audio tokens.
 
-Layout (DESIGN.md), in this order, each range's size taken from the tokenizers' configs:
+Layout (docs/design.md, "Shared vocabulary"), in this order, each range's size taken from the tokenizers' configs:
 
 1. special tokens, a fixed block of 256 slots: `<pad> <bos> <eos> <mask>`, one token per task, the
    boundary tokens, a resolution/aspect set, the rest reserved;

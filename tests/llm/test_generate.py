@@ -15,6 +15,8 @@ import yaml
 
 from videopoet.vocab import TASKS
 
+pytestmark = pytest.mark.slow  # trains and exports a small model first; `make test-fast` leaves it out
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,18 +26,20 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from videopoet.data.ingest import IngestConfig, ingest
     from videopoet.data.pretokenize import pretokenize
-    from videopoet.data.synthetic import ShapesConfig, write_shapes_dataset
+    from videopoet.data.shapes_dataset import write_shapes_dataset
+    from videopoet.data.synthetic import ShapesConfig
     from videopoet.llm.export import export_run
     from videopoet.tokenizers.audio.model import AudioTokenizer, preset
     from videopoet.tokenizers.checkpoint import save_tokenizer
     from videopoet.tokenizers.text import TextTokenizerConfig, train_text_tokenizer
-    from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
+    from videopoet.tokenizers.video.model import VideoTokenizer
+    from videopoet.tokenizers.video.model import preset as video_preset
 
     root = tmp_path_factory.mktemp("gen")
     shapes = write_shapes_dataset(root / "shapes", num_clips=8, seed=0, config=ShapesConfig(size=32, frames=9), progress=False)
     ingest(shapes, root / "index", IngestConfig(frames=9, fps=8.0), progress=False)
     torch.manual_seed(0)
-    video = VideoTokenizer(VideoTokenizerConfig.preset("tiny", channels=8, norm_groups=4, frames=9, height=32, width=32))
+    video = VideoTokenizer(video_preset("tiny", channels=8, norm_groups=4, frames=9, height=32, width=32))
     save_tokenizer(root / "video", video.eval(), "video")
     save_tokenizer(root / "audio", AudioTokenizer(preset("tiny")).eval(), "audio")
     train_text_tokenizer(shapes / "metadata.jsonl", root / "text", TextTokenizerConfig(vocab_size=300, model_type="bpe"))
@@ -76,7 +80,7 @@ def request(task: str, inputs: Path, sampler: str = "maskgit", **kw):
 
 @pytest.fixture(scope="module")
 def inputs(model_dir: Path) -> Path:
-    from videopoet.data import io
+    from videopoet import media as io
 
     folder = model_dir.parent / "inputs"
     clip = next((model_dir.parent / "shapes" / "clips").glob("*.mp4"))
@@ -86,7 +90,7 @@ def inputs(model_dir: Path) -> Path:
 
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_writes_media_and_sidecar(generator, inputs: Path, tmp_path: Path, task: str) -> None:
-    from videopoet.data import io
+    from videopoet import media as io
 
     results = generator.generate(request(task, inputs), tmp_path)
     assert len(results) == 1
@@ -106,7 +110,7 @@ def test_every_task_writes_media_and_sidecar(generator, inputs: Path, tmp_path: 
 
 
 def test_ar_sampler_and_seeds(generator, inputs: Path, tmp_path: Path) -> None:
-    from videopoet.data import io
+    from videopoet import media as io
 
     # (same seed, same ids is tested on the samplers themselves, tests/llm/test_sampling.py)
     a = generator.generate(request("text_to_video_audio", inputs, sampler="ar", num_samples=2), tmp_path / "a")
@@ -117,7 +121,7 @@ def test_ar_sampler_and_seeds(generator, inputs: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sampler", ["ar", "maskgit"])
 def test_seconds_extends_by_continuation(generator, inputs: Path, tmp_path: Path, sampler: str) -> None:
-    from videopoet.data import io
+    from videopoet import media as io
 
     # one clip is 9 frames (1.125 s at 8 fps); 3 s takes two continuation rounds of 8 new frames each
     result = generator.generate(request("text_to_video_audio", inputs, sampler=sampler, seconds=3.0), tmp_path, name="long")
@@ -130,7 +134,7 @@ def test_seconds_extends_by_continuation(generator, inputs: Path, tmp_path: Path
 
 
 def test_bad_inputs(generator, inputs: Path, model_dir: Path, tmp_path: Path) -> None:
-    from videopoet.data import io
+    from videopoet import media as io
     from videopoet.llm.generate import GenerateError, Generator
 
     with pytest.raises(GenerateError, match="text budget"):

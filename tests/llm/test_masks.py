@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from videopoet.llm.masks import CAUSAL, MASKGIT, PREFIX, additive_mask, attention_mask, mode_id
+from videopoet.llm.masks import additive_mask, attention_mask
+from videopoet.sequence import CAUSAL, MASKGIT, PREFIX, mode_id
 
 
 def mask_of(mode: int, prefix: int = 3, length: int = 6, seq: int = 7) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from videopoet.llm.masks import MASKGIT, PREFIX, attention_mask
+from videopoet.llm.masks import attention_mask
 from videopoet.llm.model import (
     IGNORE_INDEX,
     PRESETS,
@@ -14,6 +14,7 @@ from videopoet.llm.model import (
     sequence_loss,
     transformer_parameters,
 )
+from videopoet.sequence import MASKGIT, PREFIX
 from videopoet.vocab import SharedVocab
 
 TINY_VOCAB = SharedVocab(text_size=300, video_bits=8, audio_levels=2, audio_codebook_size=64)

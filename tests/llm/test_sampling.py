@@ -6,15 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from videopoet.llm.masks import MASKGIT, PREFIX, attention_mask
+from videopoet.llm.masks import attention_mask
 from videopoet.llm.model import LLMConfig, build_model
 from videopoet.llm.sampling import (
-    OutputBlock,
-    OutputLayout,
     SamplingConfig,
     sample_autoregressive,
     sample_maskgit,
 )
+from videopoet.sequence import MASKGIT, PREFIX, OutputBlock, OutputLayout
 from videopoet.vocab import SharedVocab
 
 VOCAB = SharedVocab(text_size=40, video_bits=5, audio_levels=2, audio_codebook_size=8)
@@ -110,28 +109,6 @@ def test_draws_follow_the_softmax() -> None:
     drawn = _draw(logits, SamplingConfig(), torch.Generator().manual_seed(0))
     share = torch.bincount(drawn, minlength=4) / len(drawn)
     assert torch.allclose(share, probs, atol=0.02) and share[3] == 0
-
-
-def test_unmasked_region_forward_equals_explicit_mask(model: torch.nn.Module) -> None:
-    from transformers import DynamicCache
-
-    from videopoet.llm.sampling import _unmasked
-
-    p = prefix(4)[None]
-    region = torch.randint(VOCAB.video_range.start, VOCAB.video_range.stop, (1, 7))
-    pos = torch.arange(p.shape[1], p.shape[1] + 7)[None]
-    outs = []
-    for explicit in (True, False):
-        cache = DynamicCache()
-        model.model(input_ids=p, attention_mask=torch.ones(1, 1, p.shape[1], p.shape[1], dtype=torch.bool), cache=cache, use_cache=True)
-        if explicit:
-            mask = torch.ones(1, 1, 7, p.shape[1] + 7, dtype=torch.bool)
-            outs.append(model.model(input_ids=region, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True).last_hidden_state)
-        else:
-            with _unmasked(model) as extra:
-                outs.append(model.model(input_ids=region, position_ids=pos, cache=cache, use_cache=True, **extra).last_hidden_state)
-    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
-    assert getattr(model.config, "is_causal", True)  # restored
 
 
 def test_masked_slots_lists_each_rows_masked_positions() -> None:

@@ -1,8 +1,9 @@
 """`videopoet export`: a training run's DeepSpeed checkpoint -> a Hugging Face model folder.
 
 The folder holds `config.json` and `model.safetensors` (loadable with `LlamaForCausalLM.from_pretrained`),
-`vocab.json` (the shared vocabulary) and `videopoet.json` (the LLM and task configs and the run's
-tokenizer folders), which is what the sampler and `videopoet generate` read. Works for any ZeRO stage: the
+`vocab.json` (the shared vocabulary) and `videopoet.json` (the LLM and task configs, the run's tokenizer
+folders, the clip geometry its records were made at, and the `sampling` section as generation's defaults),
+which is what `videopoet generate` reads. Works for any ZeRO stage: the
 fp32 weights are gathered from the partitions with DeepSpeed's own consolidation.
 """
 
@@ -15,7 +16,9 @@ from typing import Any
 import torch
 
 from videopoet.config import load_project_config, to_dict
+from videopoet.data.pretokenize import CLIP_FILE
 from videopoet.errors import UserError
+from videopoet.llm.backbone import tied_parameter_names
 from videopoet.llm.model import build_model
 from videopoet.llm.train import find_checkpoint
 from videopoet.vocab import SharedVocab
@@ -50,20 +53,23 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "auto
     model = build_model(sections["llm"], vocab)
     state = consolidated_state_dict(ckpt.path, ckpt.meta["zero_stage"])
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in getattr(model, "_tied_weights_keys", [])]
+    missing = [k for k in missing if k not in tied_parameter_names(model)]
     if missing or unexpected:
         raise ExportError(f"checkpoint {ckpt.path} does not fit the run's model config: missing {missing[:3]}, unexpected {unexpected[:3]}")
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     vocab.save(out_dir / "vocab.json")
     data_meta_file = Path(sections["llm_train"].data) / "tokenizers.json"
+    clip_file = Path(sections["llm_train"].data) / CLIP_FILE
     meta = {
         "format": "videopoet-llm",
         "step": ckpt.meta["step"],
         "checkpoint": str(ckpt.path),
         "llm": to_dict(sections["llm"]),
         "tasks": to_dict(sections["tasks"]),
+        "sampling": to_dict(sections["sampling"]),
         "tokenizers": json.loads(data_meta_file.read_text()) if data_meta_file.is_file() else {},
+        "clip": json.loads(clip_file.read_text()) if clip_file.is_file() else None,
     }
     (out_dir / EXPORT_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from videopoet import media as io
 from videopoet.config import from_dict
-from videopoet.data import io
-from videopoet.data.tasks import TaskBuilder, TaskConfig
+from videopoet.data.tasks import TASK_SPECS, TaskBuilder, TaskConfig
 from videopoet.errors import UserError
-from videopoet.llm.sampling import SamplingConfig, sample_autoregressive, sample_maskgit
+from videopoet.llm.sampling import SamplingConfig, SamplingSection, sample_autoregressive, sample_maskgit
 from videopoet.vocab import TASKS, SharedVocab
-
-TEXT_TASKS = ("text_to_video", "text_to_image", "text_to_video_audio")
-VIDEO_INPUT_TASKS = ("image_to_video", "video_continuation", "video_inpainting", "video_outpainting", "video_to_audio")
 
 
 class GenerateError(UserError):
@@ -41,10 +38,9 @@ class GenerateRequest:
     video: str | None = None
     audio: str | None = None
     sampler: str = "maskgit"  # "ar" or "maskgit"
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    sampling: SamplingConfig | None = None  # None: the model's defaults for the sampler (`Generator.default_sampling`)
     num_samples: int = 1
-    fps: float = 8.0
-    box: tuple[float, float, float, float] | None = None  # inpainting box (top, left, height, width) as shares of the frame
+    box: tuple[float, float, float, float] | None = None  # in/outpainting box (top, left, height, width) as shares of the frame
     seconds: float | None = None  # extend video outputs to this length by repeated continuation (None: one clip)
 
 
@@ -71,16 +67,37 @@ class Generator:
         vocab.check_same(self.vocab, what="tokenizers'")
         self.model = LlamaForCausalLM.from_pretrained(model_dir).to(device).eval()
         self.tasks = from_dict(TaskConfig, self.meta.get("tasks") or {})
+        self.sampling = from_dict(SamplingSection, self.meta.get("sampling") or {})
         self.builder = TaskBuilder(self.vocab, self.tasks)
-        c = self.video_tok.config
-        self.frames, self.height, self.width = c.frames, c.height, c.width
+        geometry = self.video_tok.geometry()
+        self.frames, self.height, self.width = geometry["frames"], geometry["height"], geometry["width"]
+        self.fps = self._trained_fps(tokenizers["video"])
         self.latent = self.video_tok.latent_shape(self.frames, self.height, self.width)
 
+    def default_sampling(self, sampler: str, **changes: Any) -> SamplingConfig:
+        """The model's sampling settings for `sampler` (its config's `sampling` section), with `changes`."""
+        try:
+            return self.sampling.for_sampler(sampler, **changes)
+        except ValueError as e:
+            raise GenerateError(str(e)) from None
+
+    def _trained_fps(self, video_tokenizer: str) -> float:
+        """The frame rate the model's clips had: the export's clip geometry, else (an export made before
+        it was recorded) the rate the video tokenizer trained at, from its folder."""
+        fps = (self.meta.get("clip") or {}).get("fps")
+        if fps is None:
+            from videopoet.tokenizers.checkpoint import load_tokenizer_config
+
+            fps = (load_tokenizer_config(video_tokenizer, "video").get("training") or {}).get("fps")
+        if not fps:
+            raise GenerateError("the model folder records no clip frame rate (re-export it with this version)")
+        return float(fps)
+
     # ---- inputs ----------------------------------------------------------------------------------------
-    def _audio_shape(self, fps: float) -> tuple[int, int]:
+    def _audio_shape(self) -> tuple[int, int]:
         if self.audio_tok is None:
             return (0, 0)
-        samples = round(self.frames / fps * self.audio_tok.sample_rate)
+        samples = round(self.frames / self.fps * self.audio_tok.sample_rate)
         return (self.audio_tok.config.levels, self.audio_tok.frames_for(samples))
 
     def _check_size(self, frames: np.ndarray, what: str) -> None:
@@ -91,63 +108,42 @@ class Generator:
             )
 
     def _video_input(self, request: GenerateRequest) -> np.ndarray:
-        if request.task == "image_to_video":
+        """The input clip's global video ids `[t, h, w]` (the task's prefix takes its span and masks it)."""
+        if TASK_SPECS[request.task].input_media == "image":
             if request.image is None:
-                raise GenerateError("image_to_video needs --image")
+                raise GenerateError(f"{request.task} needs --image")
             frames = io.read_image(request.image)
             self._check_size(frames, "image")
         else:
             if request.video is None:
                 raise GenerateError(f"{request.task} needs --video")
-            frames = io.read_clip(request.video, 0.0, self.frames, request.fps, pad=False)
+            frames = io.read_clip(request.video, 0.0, self.frames, self.fps, pad=False)
             self._check_size(frames, "video")
-        ids = self.video_tok.encode_frames(frames).numpy()
-        gvideo = self.vocab.video_to_global(ids)
-        if request.task in ("video_inpainting", "video_outpainting"):
-            gvideo = self._mask(gvideo, request)
-        return gvideo
-
-    def _mask(self, gvideo: np.ndarray, request: GenerateRequest) -> np.ndarray:
-        t, h, w = gvideo.shape
-        mask_id = self.vocab.token_id("<mask>")
-        out = gvideo.copy()
-        if request.task == "video_inpainting":
-            top, left, bh, bw = request.box or (0.25, 0.25, 0.5, 0.5)
-            y0, x0 = round(top * h), round(left * w)
-            y1, x1 = max(y0 + 1, round((top + bh) * h)), max(x0 + 1, round((left + bw) * w))
-            out[:, y0:y1, x0:x1] = mask_id
-        else:
-            keep = self.tasks.outpaint_keep
-            kh, kw = max(1, round(h * keep)), max(1, round(w * keep))
-            y, x = (h - kh) // 2, (w - kw) // 2
-            inner = out[:, y : y + kh, x : x + kw].copy()
-            out[:] = mask_id
-            out[:, y : y + kh, x : x + kw] = inner
-        return out
+        return self.vocab.video_to_global(self.video_tok.encode_media(frames[None])[0])
 
     def _audio_input(self, request: GenerateRequest) -> np.ndarray:
         if request.audio is None:
-            raise GenerateError("audio_to_video needs --audio")
+            raise GenerateError(f"{request.task} needs --audio")
         if self.audio_tok is None:
             raise GenerateError("this model was trained without an audio tokenizer")
-        wav = io.read_audio(request.audio, 0.0, self.frames / request.fps, self.audio_tok.sample_rate, pad=True)
+        wav = io.read_audio(request.audio, 0.0, self.frames / self.fps, self.audio_tok.sample_rate, pad=True)
         codes = self.audio_tok.encode_waveforms(wav[None])[0]
         return self.vocab.audio_to_global(codes).reshape(-1)
 
-    def prefixes(self, request: GenerateRequest) -> tuple[list[int], list[int] | None]:
+    def prefixes(self, request: GenerateRequest, sampling: SamplingConfig) -> tuple[list[int], list[int] | None]:
         """The conditional prefix and, for text tasks with guidance, the unconditional one."""
-        task = request.task
+        task, spec = request.task, TASK_SPECS[request.task]
         text = None
-        if task in TEXT_TASKS:
+        if spec.text:
             text = self.text_tok.encode(request.prompt, max_length=10**9)
             if len(text) > self.tasks.max_text_tokens:
                 raise GenerateError(f"the prompt is {len(text)} text tokens; the model's text budget is {self.tasks.max_text_tokens}")
-        video = self._video_input(request) if task in VIDEO_INPUT_TASKS else None
-        audio = self._audio_input(request) if task == "audio_to_video" else None
-        cond = self.builder.prefix(task, self.height, self.width, text, video, audio)
+        video = self._video_input(request) if spec.video_in else None
+        audio = self._audio_input(request) if spec.audio_in else None
+        cond = self.builder.prefix(task, self.height, self.width, text, video, audio, box=request.box)
         uncond = None
-        if task in TEXT_TASKS and request.sampling.cfg_scale != 1.0:
-            uncond = self.builder.prefix(task, self.height, self.width, [], video, audio)
+        if spec.text and sampling.cfg_scale != 1.0:
+            uncond = self.builder.prefix(task, self.height, self.width, [], video, audio, box=request.box)
         return cond, uncond
 
     # ---- sampling and decoding -------------------------------------------------------------------------
@@ -158,23 +154,25 @@ class Generator:
             raise GenerateError(f"unknown task {request.task!r}; tasks are: {', '.join(TASKS)}")
         if self.tasks.mixture.get(request.task, 0) <= 0:
             raise GenerateError(f"this model was not trained on {request.task} (its task mixture gives it no weight)")
-        if request.task in ("text_to_video_audio", "video_to_audio") and self.audio_tok is None:
+        spec = TASK_SPECS[request.task]
+        if spec.needs_audio and self.audio_tok is None:
             raise GenerateError(f"{request.task} needs an audio tokenizer, and this model has none")
         if request.sampler not in ("ar", "maskgit"):
             raise GenerateError(f"--sampler must be ar or maskgit, got {request.sampler!r}")
         if request.seconds is not None:
-            if request.task in ("video_to_audio", "text_to_image") or request.seconds <= 0:
+            if not set(spec.outputs) & {"video", "tail"} or request.seconds <= 0:
                 raise GenerateError("--seconds takes a positive length and a task that makes video")
             if self.tasks.mixture.get("video_continuation", 0) <= 0:
                 raise GenerateError("--seconds extends clips with video continuation, which this model was not trained on")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        audio_shape = self._audio_shape(request.fps)
+        audio_shape = self._audio_shape()
         layout = self.builder.output_layout(request.task, self.latent, audio_shape)
-        cond, uncond = self.prefixes(request)
+        base = request.sampling or self.default_sampling(request.sampler)
+        cond, uncond = self.prefixes(request, base)
         results = []
         for i in range(request.num_samples):
-            sampling = SamplingConfig(**{**asdict(request.sampling), "seed": request.sampling.seed + i})
+            sampling = SamplingConfig(**{**asdict(base), "seed": base.seed + i})
             started = time.perf_counter()
             prefixes = [torch.tensor(cond)]
             unconds = [torch.tensor(uncond)] if uncond is not None else None
@@ -214,14 +212,15 @@ class Generator:
             if block.open_id == v.token_id("<bov_o>"):
                 video_ids = v.global_to_video(part)
             else:
-                levels, frames = self._audio_shape(request.fps)
+                levels, frames = self._audio_shape()
                 codes = v.global_to_audio(part.reshape(levels, frames))
                 audio = self.audio_tok.decode_to_waveforms(codes[None])[0]
         if video_ids is None:
             return None, audio
-        if request.task == "video_continuation":
-            given = v.global_to_video(self._video_input(request)[: self.tasks.continuation_frames].reshape(-1))
-            video_ids = np.concatenate([given, video_ids])
+        spec = TASK_SPECS[request.task]
+        if "tail" in spec.outputs:  # continuation: the given head, then the sampled rest
+            head = self.builder.video_span(self._video_input(request), spec.video_in)
+            video_ids = np.concatenate([v.global_to_video(head.reshape(-1)), video_ids])
         latent_t = len(video_ids) // (h * w)
         return self.video_tok.decode_to_frames(video_ids.reshape(latent_t, h, w)).numpy(), audio
 
@@ -230,7 +229,7 @@ class Generator:
         """Continue `frames` until they last `request.seconds`: each round encodes the last frames as the
         continuation task's input latent frames, samples the rest of a clip, and appends its new frames;
         the sound of each new part comes from video-to-audio on that clip."""
-        need = round(request.seconds * request.fps)
+        need = round(request.seconds * self.fps)
         k, tf = self.tasks.continuation_frames, self.video_tok.config.temporal_factor
         overlap = 1 + (k - 1) * tf  # frames that make k latent frames
         _, h, w = self.latent
@@ -248,18 +247,18 @@ class Generator:
             parts.append(clip[overlap:])
             total += len(clip) - overlap
             if with_audio:
-                sounds.append(self._clip_audio(clip, request.fps, step)[round(overlap / request.fps * self.audio_tok.sample_rate) :])
+                sounds.append(self._clip_audio(clip, step)[round(overlap / self.fps * self.audio_tok.sample_rate) :])
         frames = np.concatenate(parts)[:need]
         if audio is None:
             return frames, None
-        wav = np.concatenate(sounds) if with_audio else np.concatenate([audio, np.zeros(round(need / request.fps * self.audio_tok.sample_rate), np.float32)])
-        return frames, wav[: round(need / request.fps * self.audio_tok.sample_rate)]
+        wav = np.concatenate(sounds) if with_audio else np.concatenate([audio, np.zeros(round(need / self.fps * self.audio_tok.sample_rate), np.float32)])
+        return frames, wav[: round(need / self.fps * self.audio_tok.sample_rate)]
 
-    def _clip_audio(self, clip: np.ndarray, fps: float, sampling: SamplingConfig) -> np.ndarray:
+    def _clip_audio(self, clip: np.ndarray, sampling: SamplingConfig) -> np.ndarray:
         """Video-to-audio on one decoded clip (the sound of an extension)."""
         gvideo = self.vocab.video_to_global(self.video_tok.encode_frames(clip).numpy())
         prefix = [torch.tensor(self.builder.prefix("video_to_audio", self.height, self.width, None, gvideo))]
-        levels, frames = self._audio_shape(fps)
+        levels, frames = self._audio_shape()
         layout = self.builder.output_layout("video_to_audio", self.latent, (levels, frames))
         content = self._sample("maskgit", prefix, layout, sampling)[0].numpy()
         codes = self.vocab.global_to_audio(content.reshape(levels, frames))
@@ -267,19 +266,20 @@ class Generator:
 
     def _write(self, request: GenerateRequest, content: torch.Tensor, layout: Any, stem: Path, sampling: SamplingConfig) -> Path:
         frames, audio = self._decode(request, content, layout)
-        if frames is not None and request.seconds is not None and request.task != "text_to_image":
+        still = "frame" in TASK_SPECS[request.task].outputs  # text-to-image: one frame, written as PNG
+        if frames is not None and request.seconds is not None and not still:
             frames, audio = self._extend(request, frames, audio, sampling)
         if frames is None:
             path = stem.with_suffix(".wav")
             io.write_audio(path, audio, self.audio_tok.sample_rate)
             return path
-        if request.task == "text_to_image":
+        if still:
             path = stem.with_suffix(".png")
             io.write_image(path, frames[0])
             return path
         path = stem.with_suffix(".mp4")
         if audio is not None:
-            io.write_video(path, frames, request.fps, audio=audio, sample_rate=self.audio_tok.sample_rate)
+            io.write_video(path, frames, self.fps, audio=audio, sample_rate=self.audio_tok.sample_rate)
         else:
-            io.write_video(path, frames, request.fps)
+            io.write_video(path, frames, self.fps)
         return path

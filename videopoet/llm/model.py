@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from videopoet.llm.masks import MASKGIT
+from videopoet.llm.backbone import new_backbone
+from videopoet.sequence import MASKGIT
 from videopoet.vocab import SharedVocab
 
 IGNORE_INDEX = -100
@@ -83,14 +84,13 @@ def llama_config(config: LLMConfig, vocab: SharedVocab) -> LlamaConfig:
         bos_token_id=vocab.token_id("<bos>"),
         eos_token_id=vocab.token_id("<eos>"),
     )
-    hf._attn_implementation = config.attn_implementation
     return hf
 
 
 def build_model(config: LLMConfig, vocab: SharedVocab) -> LlamaForCausalLM:
     """A freshly initialised backbone; created partitioned when a ZeRO-3 `HfDeepSpeedConfig` is active
     (see `parallelize.prepare_model_init`)."""
-    return LlamaForCausalLM._from_config(llama_config(config, vocab))
+    return new_backbone(llama_config(config, vocab), config.attn_implementation)
 
 
 def transformer_parameters(config: LLMConfig) -> int:

@@ -22,11 +22,24 @@ class LaunchError(UserError):
     """A DeepSpeed config or launch environment that does not fit."""
 
 
+def use_environment_extensions_dir() -> None:
+    """Build DeepSpeed's just-in-time ops (on the CPU, its shared-memory allreduce) into this Python
+    environment (`<venv>/torch_extensions`) rather than the user-wide `~/.cache/torch_extensions`: two
+    environments sharing that cache rebuild the op for each other every time (minutes on a small CPU).
+    TORCH_EXTENSIONS_DIR, when set, wins; an environment that is not writable keeps torch's default."""
+    import sys
+
+    if "TORCH_EXTENSIONS_DIR" not in os.environ and os.access(sys.prefix, os.W_OK):
+        os.environ["TORCH_EXTENSIONS_DIR"] = str(Path(sys.prefix) / "torch_extensions")
+
+
 def init_distributed() -> tuple[int, int, int]:
     """Join the process group the launcher set up (or a group of one); returns (rank, world, local_rank).
 
     NCCL on GPUs, gloo on CPU (DS_ACCELERATOR=cpu)."""
     import deepspeed
+
+    use_environment_extensions_dir()
 
     if "RANK" not in os.environ:  # run directly with python: a group of one
         os.environ.setdefault("RANK", "0")

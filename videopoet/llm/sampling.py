@@ -12,61 +12,18 @@ position ids and 4D masks keep the padding invisible.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import DynamicCache
 
+from videopoet.llm.backbone import bidirectional_attention
+from videopoet.sequence import OutputLayout
+
 NEG_INF = float("-inf")
-
-
-@dataclass
-class OutputBlock:
-    """One output block: `<open> content <close>`, content position i drawn from [lo[i], hi[i])."""
-
-    open_id: int
-    close_id: int
-    lo: torch.Tensor  # [n] int64
-    hi: torch.Tensor  # [n] int64
-
-    def __len__(self) -> int:
-        return len(self.lo)
-
-
-@dataclass
-class OutputLayout:
-    """The output of a task: its blocks, then `<eos>`."""
-
-    blocks: list[OutputBlock]
-    eos_id: int
-
-    @property
-    def content_length(self) -> int:
-        return sum(len(b) for b in self.blocks)
-
-    def full_ids(self, content: torch.Tensor) -> torch.Tensor:
-        """Markers around each block's content, then eos: the output region of the sequence `[B, L]`."""
-        parts, start = [], 0
-        b = content.shape[0]
-        for block in self.blocks:
-            parts += [torch.full((b, 1), block.open_id), content[:, start : start + len(block)], torch.full((b, 1), block.close_id)]
-            start += len(block)
-        parts.append(torch.full((b, 1), self.eos_id))
-        return torch.cat([p.to(content) for p in parts], dim=1)
-
-    def content_positions(self) -> torch.Tensor:
-        """Indices of the content tokens within `full_ids`."""
-        idx, pos = [], 0
-        for block in self.blocks:
-            idx.append(torch.arange(pos + 1, pos + 1 + len(block)))
-            pos += len(block) + 2
-        return torch.cat(idx)
-
-    def ranges(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.cat([b.lo for b in self.blocks]), torch.cat([b.hi for b in self.blocks])
 
 
 @dataclass
@@ -82,6 +39,21 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1 or self.steps < 1:
             raise ValueError("temperature >= 0, top_k >= 0, 0 < top_p <= 1 and steps >= 1 are required")
+
+
+@dataclass
+class SamplingSection:
+    """Project config section `sampling`: how each sampler samples, for the demo and, copied into the
+    exported model, as the defaults of `videopoet generate` (its options override them)."""
+
+    ar: SamplingConfig = field(default_factory=SamplingConfig)
+    maskgit: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def for_sampler(self, sampler: str, **changes: Any) -> SamplingConfig:
+        """The settings of `sampler` (`ar` or `maskgit`) with `changes` (e.g. `seed`) applied."""
+        if sampler not in ("ar", "maskgit"):
+            raise ValueError(f"the sampler must be ar or maskgit, got {sampler!r}")
+        return dataclasses.replace(getattr(self, sampler), **changes)
 
 
 def _left_pad(prefixes: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,23 +84,6 @@ def _head(model: torch.nn.Module, hidden: torch.Tensor, base: int, top: int) -> 
 def _hidden(model: torch.nn.Module, **inputs) -> torch.Tensor:
     """Last hidden states of the backbone (the head is applied per slice by `_head`)."""
     return model.model(**inputs).last_hidden_state
-
-
-@contextlib.contextmanager
-def _unmasked(model: torch.nn.Module) -> Iterator[dict]:
-    """Full (bidirectional) attention with no mask tensor at all: the config flag makes transformers skip
-    building a mask and `is_causal=False` reaches SDPA, which then runs its fused kernel instead of the
-    plain one it needs for an explicit mask. Yields the extra forward kwargs."""
-    config = model.config
-    before = getattr(config, "is_causal", None)
-    config.is_causal = False
-    try:
-        yield {"is_causal": False}
-    finally:
-        if before is None:
-            del config.is_causal
-        else:
-            config.is_causal = before
 
 
 def _filter_logits(logits: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
@@ -272,7 +227,7 @@ def sample_maskgit(
         if padded:  # left padding must stay invisible: an explicit mask
             hidden = _hidden(model, attention_mask=region_mask.to(device), **inputs)[:, slots]
         else:  # every key is real and the output sees all of them
-            with _unmasked(model) as extra:
+            with bidirectional_attention(model) as extra:
                 hidden = _hidden(model, **inputs, **extra)[:, slots]
         cache.crop(-region_len)  # keep only the prefix
         unknown = content == mask_id
