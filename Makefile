@@ -9,7 +9,7 @@ LOCK := requirements.lock
 # today waits a day, and the day is written into the lock's header, so a re-lock can be repeated.
 LOCK_DATE ?= $(shell date -u +%Y-%m-%d)
 
-.PHONY: install lock test demo lint format clean
+.PHONY: install lock test test-fast demo lint format clean
 DEMO_OUT ?= runs/demo
 
 install: $(STAMP)
@@ -33,12 +33,18 @@ lock: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The edit loop: everything but the tests marked slow (DeepSpeed runs, the demo, fresh processes).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
 # The whole pipeline on the shapes dataset (2-core CPU: about 13 minutes); re-running continues it.
 demo: install
 	$(BIN)/videopoet demo --out $(DEMO_OUT) --config configs/tiny.yaml
 
+# Style (ruff) and the layer rule (import-linter's contracts in pyproject.toml; docs/design.md).
 lint: install
 	$(BIN)/ruff check videopoet tests
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff check --fix videopoet tests

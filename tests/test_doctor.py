@@ -127,6 +127,7 @@ def _videopoet(*args: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.
     return subprocess.run([sys.executable, "-m", "videopoet.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # fresh Python processes
 def test_doctor_names_a_mismatched_torchaudio(broken_env: dict[str, str]) -> None:
     result = _videopoet("doctor", "--no-build", env=broken_env)
     assert result.returncode == 2, result.stderr
@@ -138,6 +139,7 @@ def test_doctor_names_a_mismatched_torchaudio(broken_env: dict[str, str]) -> Non
     assert {c["name"] for c in data["checks"] if c["status"] == "fail"} == {"torchaudio import", "torchaudio"}
 
 
+@pytest.mark.slow  # fresh Python processes
 def test_commands_print_the_doctors_line_and_exit_2(broken_env: dict[str, str], tmp_path: Path) -> None:
     for args in (["--help"], ["--version"]):
         assert _videopoet(*args, env=broken_env).returncode == 0
@@ -147,6 +149,7 @@ def test_commands_print_the_doctors_line_and_exit_2(broken_env: dict[str, str], 
         assert result.stderr.splitlines() == [f"videopoet: error: {_expected_line()} (run `videopoet doctor` for every check)"]
 
 
+@pytest.mark.slow  # fresh Python processes
 def test_the_test_suite_stops_with_the_doctors_line_first(broken_env: dict[str, str]) -> None:
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_vocab.py"],
                             env=broken_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
