@@ -99,10 +99,11 @@ def test_demo_rerun_skips_finished_stages(demo_run: tuple[Path, dict]) -> None:
 
 
 def test_demo_refuses_another_config(demo_run: tuple[Path, dict]) -> None:
-    from videopoet.demo import DemoError, run_demo
+    from videopoet.demo import run_demo
+    from videopoet.errors import UserError
 
     root, _ = demo_run
-    with pytest.raises(DemoError, match="another config"):
+    with pytest.raises(UserError, match="holds a demo made with sampling = .*use a new --out folder or the same config"):
         run_demo(root / "out", root / "toy.yaml", ["sampling.maskgit.steps=3"], log=lambda _: None)
 
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from videopoet.config import load_project_config, to_dict
 from videopoet.errors import UserError
+from videopoet.runs import atomic_write_json, check_settings
 
 
 class DemoError(UserError):
@@ -99,18 +100,11 @@ class Demo:
         return json.loads(self.state_file.read_text()) if self.state_file.is_file() else {"stages": {}}
 
     def _check_same_config(self) -> None:
-        state = self._state()
         config = {k: to_dict(v) for k, v in self.sections.items()}
-        if state.get("config") not in (None, config):
-            raise DemoError(f"{self.out} holds a demo made with another config; use a new --out folder or the same config")
-        state["config"] = config
-        self._write_state(state)
+        check_settings(self.out / "config.json", config, "a demo", "use a new --out folder or the same config")
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp, self.state_file)
+        atomic_write_json(self.state_file, state)
 
     def _run_stage(self, name: str, fn: Callable[[], dict[str, Any] | None], log: Callable[[str], None]) -> None:
         state = self._state()

@@ -221,3 +221,12 @@ def test_bf16_training_on_cpu(in_process: None, token_records: Path, tmp_path: P
     curve = losses(tmp_path / "run")
     assert sorted(curve) == [1, 2] and all(torch.isfinite(torch.tensor(v)) for v in curve.values())
     assert result["step"] == 2 and torch.isfinite(torch.tensor(val_losses(tmp_path / "run")[2]))
+
+
+def test_a_run_continues_only_with_its_own_model(in_process: None, token_records: Path, tmp_path: Path) -> None:
+    from videopoet.runs import RunFolderError
+
+    run = tmp_path / "run"
+    make_trainer(write_config(tmp_path / "c.yaml", token_records, out=str(run), steps=2, val_every=2, save_every=2)).fit()
+    with pytest.raises(RunFolderError, match="holds an LLM run made with llm = .*resume it with its own config"):
+        make_trainer(write_config(tmp_path / "c.yaml", token_records, out=str(run), steps=4), "llm.hidden_size=32")

@@ -39,7 +39,7 @@ def test_checkpoints_move_latest_and_keep_the_last(tmp_path: Path) -> None:
     with pytest.raises(ck.CheckpointError, match="corrupt training_state.pt"):
         ck.load_checkpoint(ck.latest_checkpoint(tmp_path), {"model": nn.Linear(2, 2)})
     (tmp_path / "checkpoints" / "latest").write_text("step_0000099\n")
-    with pytest.raises(ck.CheckpointError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         ck.latest_checkpoint(tmp_path)
     assert ck.latest_checkpoint(tmp_path / "empty") is None
 

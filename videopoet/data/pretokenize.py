@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from videopoet import media as io
 from videopoet.data.ingest import load_clip_index
 from videopoet.errors import UserError
+from videopoet.runs import atomic_write_json, replace_dir
 from videopoet.vocab import SharedVocab
 
 PART_SIZE = 256  # clips per resumable part
@@ -195,7 +196,7 @@ def pretokenize(
         "audio": str(Path(audio_tokenizer).resolve()) if audio_tokenizer else None,
         "text": str(Path(text_tokenizer).resolve()),
     }, indent=2) + "\n")
-    (out / CLIP_FILE).write_text(json.dumps(clip_geometry(index, video_tok, audio_tok), indent=2) + "\n")
+    atomic_write_json(out / CLIP_FILE, clip_geometry(index, video_tok, audio_tok))
 
     mine = list(range(shard_.index, len(index), shard_.count))
     shard_dir = out / "shards" / shard_.name
@@ -217,7 +218,7 @@ def pretokenize(
         tmp = shard_dir / f".part-{p:05d}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         datasets.Dataset.from_list(records).save_to_disk(str(tmp))
-        os.replace(tmp, shard_dir / f"part-{p:05d}")
+        replace_dir(tmp, shard_dir / f"part-{p:05d}")
     bar.close()
     shard_dir.mkdir(parents=True, exist_ok=True)
     (shard_dir / "done").write_text("")
@@ -251,6 +252,5 @@ def merge_shards(out: str | Path, count: int) -> bool:
     tmp = out / ".records.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_to_disk(str(tmp))
-    shutil.rmtree(out / "records", ignore_errors=True)
-    os.replace(tmp, out / "records")
+    replace_dir(tmp, out / "records")
     return True

@@ -32,6 +32,7 @@ from videopoet.data.synthetic import (
     render_clip,
 )
 from videopoet.errors import UserError
+from videopoet.runs import atomic_write_text
 
 DATASET_FORMAT = "videopoet-shapes"
 _FORMAT_VERSION = 1
@@ -228,12 +229,9 @@ def write_shapes_dataset(
         )
         records.append(clip.record())
         counts[clip.split] += 1
-    tmp = out / "metadata.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(out / "metadata.jsonl")
-    manifest_tmp = out / "dataset.json.tmp"
-    manifest_tmp.write_text(json.dumps({**manifest, "split_counts": counts}, indent=2, sort_keys=True) + "\n")
-    manifest_tmp.replace(out / "dataset.json")
+    atomic_write_text(out / "metadata.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    # written last: its presence says the dataset is complete
+    atomic_write_text(out / "dataset.json", json.dumps({**manifest, "split_counts": counts}, indent=2, sort_keys=True) + "\n")
     return out
 
 

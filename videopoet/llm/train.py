@@ -13,19 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
-from videopoet.config import load_project_config, save_config
+from videopoet.config import load_project_config, save_config, to_dict
 from videopoet.errors import UserError
 from videopoet.llm import parallelize
 from videopoet.llm.flops import flops_per_token, peak_tflops
@@ -33,10 +29,8 @@ from videopoet.llm.masks import attention_mask
 from videopoet.llm.model import IGNORE_INDEX, LLMConfig, build_model, token_losses
 from videopoet.optim import OptimConfig
 from videopoet.precision import autocast_dtype
+from videopoet.runs import RunFolder, atomic_write_json, capture_rng, check_settings, restore_rng, step_name
 from videopoet.vocab import TASKS
-
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
 
 
 class LLMTrainingError(UserError):
@@ -89,26 +83,15 @@ def find_checkpoint(run_dir: Path, resume: str) -> Checkpoint | None:
     if resume == "none":
         return None
     if resume == "auto":
-        pointer = run_dir / CHECKPOINTS / LATEST
-        if not pointer.is_file():
+        path = RunFolder(run_dir).latest()
+        if path is None:
             return None
-        path = pointer.parent / pointer.read_text().strip()
     else:
         path = Path(resume)
     meta_file = path / "meta.json"
     if not meta_file.is_file():
         raise LLMTrainingError(f"{path} is not a videopoet LLM checkpoint (no meta.json)")
     return Checkpoint(path, json.loads(meta_file.read_text()))
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
 
 
 class LLMTrainer:
@@ -124,9 +107,12 @@ class LLMTrainer:
         self.bf16 = autocast_dtype(self.config.precision, self.device) is not None
         torch.manual_seed(self.config.seed)
         self.resume_from = find_checkpoint(self.run_dir, resume)
-        if self.resume_from is None and (self.run_dir / CHECKPOINTS / LATEST).is_file():
+        if self.resume_from is None and RunFolder(self.run_dir).latest() is not None:
             raise LLMTrainingError(f"{self.run_dir} already holds a training run; resume it with --resume auto or choose another out")
         self.build_data()
+        # a run continues only with the model and vocabulary it was started with
+        check_settings(self.run_dir / "model.json", {"llm": to_dict(self.model_config), "vocab": self.vocab.to_dict()},
+                       "an LLM run", "resume it with its own config, or choose another out", write=self.rank == 0)
         self.build_engine()
         self.step = 0
         self.bad_in_row = 0
@@ -181,26 +167,22 @@ class LLMTrainer:
 
     # ---- save / restore ----------------------------------------------------------------------------
     def save(self) -> Path:
-        tag = f"step_{self.step:07d}"
-        ckpt_root = self.run_dir / CHECKPOINTS
+        run = RunFolder(self.run_dir)
+        tag = step_name(self.step)
+        ckpt_root = run.checkpoints
         client_state = {
             "step": self.step,
             "loader": self.train_loader.state_dict(),
-            "rng": _rng_state(),
+            "rng": capture_rng(),
             "bad_total": self.bad_total,
         }
         self.engine.save_checkpoint(str(ckpt_root), tag=tag, client_state=client_state, save_latest=False)
         parallelize.barrier()
         if self.rank == 0:
             meta = {"step": self.step, "world_size": self.world, "zero_stage": parallelize.zero_stage(self.ds_config), "tag": tag}
-            (ckpt_root / tag / "meta.json").write_text(json.dumps(meta, indent=2))
-            tmp = ckpt_root / (LATEST + ".tmp")
-            tmp.write_text(tag + "\n")
-            os.replace(tmp, ckpt_root / LATEST)
-            tags = sorted(p for p in ckpt_root.glob("step_*") if p.is_dir() and (p / "meta.json").is_file() and not p.name.endswith("_universal"))
-            for old in tags[: max(0, len(tags) - self.config.keep_last)]:
-                shutil.rmtree(old, ignore_errors=True)
-                shutil.rmtree(old.with_name(old.name + "_universal"), ignore_errors=True)
+            atomic_write_json(ckpt_root / tag / "meta.json", meta)
+            run.mark_latest(ckpt_root / tag)
+            run.prune(self.config.keep_last, complete=lambda p: (p / "meta.json").is_file(), companions=("_universal",))
         parallelize.barrier()
         return ckpt_root / tag
 
@@ -214,7 +196,7 @@ class LLMTrainer:
         self.step = int(client_state["step"])
         self.bad_total = int(client_state.get("bad_total", 0))
         self.train_loader.load_state_dict(client_state["loader"], saved_world_size=ckpt.meta["world_size"])
-        _set_rng_state(client_state["rng"])
+        restore_rng(client_state["rng"])
         if self.rank == 0:
             history = self.run_dir / "history.jsonl"
             if history.is_file():  # rows logged after the checkpoint belong to the lost part of the run

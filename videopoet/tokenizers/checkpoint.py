@@ -3,16 +3,15 @@
 A tokenizer folder (what `--ckpt DIR` takes) holds `config.json` and `model.safetensors` (the EMA weights
 of the latest save). Training checkpoints live under `DIR/checkpoints/step_NNNNNNN/` with the raw and
 EMA weights, the discriminator and `training_state.pt` (optimizers, schedulers, step, RNG); the file
-`DIR/checkpoints/latest` names the newest complete one. Every write goes to a temporary name first and
-is renamed into place, so a crash while saving never leaves `latest` (or the tokenizer folder) pointing
-at a broken checkpoint.
+`DIR/checkpoints/latest` names the newest complete one (`videopoet.runs`: every write goes to a temporary
+name first and is renamed into place, so a crash while saving never leaves `latest` or the tokenizer
+folder pointing at a broken checkpoint).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +21,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from videopoet.errors import UserError
+from videopoet.runs import RunFolder, atomic_write_json, fresh_tmp_dir, replace_dir
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-CHECKPOINTS_DIR = "checkpoints"
-LATEST_FILE = "latest"
 
 
 class CheckpointError(UserError):
     """A tokenizer folder or checkpoint that is missing, corrupt, or made for another model."""
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def save_weights(module: nn.Module, path: str | Path) -> None:
@@ -75,9 +67,7 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
 
 
 def save_json(data: dict[str, Any], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    atomic_write_json(path, data)
 
 
 def load_json(path: str | Path) -> dict[str, Any]:
@@ -115,18 +105,12 @@ def load_tokenizer_config(folder: str | Path, kind: str) -> dict[str, Any]:
 
 
 def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINTS_DIR / f"step_{step:07d}"
+    return RunFolder(run_dir).checkpoint(step)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint `latest` names, or None when the run has none."""
-    pointer = Path(run_dir) / CHECKPOINTS_DIR / LATEST_FILE
-    if not pointer.is_file():
-        return None
-    path = pointer.parent / pointer.read_text(encoding="utf-8").strip()
-    if not path.is_dir():
-        raise CheckpointError(f"{pointer} names {path.name}, which does not exist")
-    return path
+    return RunFolder(run_dir).latest()
 
 
 def save_checkpoint(
@@ -138,19 +122,15 @@ def save_checkpoint(
 ) -> Path:
     """Write modules (safetensors) and training state (torch.save) for `step`, then move `latest` to it
     and delete all but the newest `keep_last` checkpoints."""
-    final = checkpoint_dir(run_dir, step)
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    run = RunFolder(run_dir)
+    final = run.checkpoint(step)
+    tmp = fresh_tmp_dir(final)
     for name, module in modules.items():
         save_weights(module, tmp / f"{name}.safetensors")
     torch.save(state, tmp / "training_state.pt")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    _atomic_write_text(final.parent / LATEST_FILE, final.name + "\n")
-    steps = sorted(p for p in final.parent.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp"))
-    for old in steps[: max(0, len(steps) - max(1, keep_last))]:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, final)
+    run.mark_latest(final)
+    run.prune(keep_last)
     return final
 
 

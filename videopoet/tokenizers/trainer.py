@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from tqdm.auto import tqdm
 from videopoet.errors import UserError
 from videopoet.optim import OptimConfig, build_optimizer
 from videopoet.precision import autocast_dtype
+from videopoet.runs import capture_rng, restore_rng
 from videopoet.tokenizers.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -157,21 +157,6 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _check_finite(loss: torch.Tensor, what: str, step: int, logs: dict[str, float]) -> None:
     if not torch.isfinite(loss.detach()).all():
         bad = ", ".join(f"{k}={v:.4g}" for k, v in logs.items() if not math.isfinite(v)) or f"loss={loss.item()}"
@@ -222,7 +207,7 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
         if disc_opt is not None:
             disc_opt.load_state_dict(state["disc_optimizer"])
             disc_sched.load_state_dict(state["disc_scheduler"])
-        _set_rng_state(state["rng"])
+        restore_rng(state["rng"])
         start = int(state["step"])
         print(f"resuming {out_dir} from step {start}")
 
@@ -243,7 +228,7 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
             "step": step,
             "optimizer": gen_opt.state_dict(),
             "scheduler": gen_sched.state_dict(),
-            "rng": _rng_state(),
+            "rng": capture_rng(),
         }
         if disc_opt is not None:
             state["disc_optimizer"] = disc_opt.state_dict()

@@ -25,6 +25,7 @@ from videopoet.data.ingest.config import (
 from videopoet.data.ingest.cut import init_worker, process_file
 from videopoet.data.ingest.inputs import collect_jobs
 from videopoet.errors import UserError
+from videopoet.runs import atomic_write_text
 
 
 @contextmanager
@@ -214,7 +215,5 @@ def ingest(
         "num_proc": config.num_proc,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    tmp = out / (REPORT + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(out / REPORT)
+    atomic_write_text(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report

@@ -22,6 +22,7 @@ from videopoet.data.ingest.config import (
     Job,
 )
 from videopoet.errors import UserError
+from videopoet.runs import atomic_write_bytes
 
 
 def _media_files(root: Path) -> Iterator[Path]:
@@ -111,10 +112,7 @@ def _embedded(data: bytes, name: str | None, media_dir: Path) -> tuple[str, Path
     name = Path(name or "media").name
     path = media_dir / digest / name
     if not path.is_file() or path.stat().st_size != len(data):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        atomic_write_bytes(path, data)
     return f"embedded/{digest}/{name}", path.resolve()
 
 
