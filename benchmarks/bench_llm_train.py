@@ -75,7 +75,7 @@ def main() -> None:
         "llm": {"hidden_size": args.hidden, "num_layers": args.layers, "num_heads": 4, "max_position_embeddings": 1024},
         "tasks": {"mixture": {"text_to_video": 1.0}},
         "llm_train": {
-            "data": str(work / "tokens"), "out": str(work / "run"), "steps": args.steps, "micro_batch_size": args.batch_size,
+            "steps": args.steps, "micro_batch_size": args.batch_size,
             "log_every": 5, "val_every": 10**6, "save_every": 10**6, "precision": args.precision, "maskgit_ratio": 0.5,
             "deepspeed": str(ROOT / "deploy/deepspeed/zero0.json"), "optim": {"lr": 1e-4, "warmup_steps": 5},
         },
@@ -83,7 +83,7 @@ def main() -> None:
     (work / "c.yaml").write_text(yaml.safe_dump(config))
     sections = load_project_config(work / "c.yaml")
 
-    trainer = LLMTrainer(sections, resume="none")
+    trainer = LLMTrainer(sections, work / "tokens", work / "run", resume="none")
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
 
     def bare_loop() -> float:

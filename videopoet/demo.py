@@ -184,8 +184,7 @@ class Demo:
         from videopoet.llm.export import export_run
         from videopoet.llm.parallelize import launch_local
 
-        overrides = self.overrides + [f"llm_train.data={self.paths['tokens']}", f"llm_train.out={self.paths['llm']}"]
-        status = launch_local(self.demo.nproc, self.config_path, overrides, resume="auto")
+        status = launch_local(self.demo.nproc, self.config_path, self.overrides, self.paths["tokens"], self.paths["llm"], resume="auto")
         if status:
             raise DemoError(f"LLM training exited with status {status}; its log is above, its run folder {self.paths['llm']}; "
                             "run the demo again to resume it")

@@ -46,14 +46,15 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pretokenize(root / "index", root / "tokens", root / "video", root / "text", root / "audio", batch_size=4, num_workers=0, progress=False)
     config = {
         "llm": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position_embeddings": 512},
-        "llm_train": {"data": str(root / "tokens"), "out": str(root / "run"), "steps": 2, "micro_batch_size": 2, "val_every": 2,
+        "llm_train": {"steps": 2, "micro_batch_size": 2, "val_every": 2,
                       "save_every": 2, "log_every": 1, "precision": "fp32", "deepspeed": str(ROOT / "deploy/deepspeed/zero0.json")},
     }
     (root / "c.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "DS_ACCELERATOR": "cpu"}
     for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
-    out = subprocess.run([sys.executable, "-m", "videopoet.llm.train", "--config", str(root / "c.yaml")], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "videopoet.llm.train", "--config", str(root / "c.yaml"), "--data", str(root / "tokens"),
+                          "--out", str(root / "run")], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     export_run(root / "run", root / "model")
     return root / "model"

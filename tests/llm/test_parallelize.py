@@ -21,8 +21,9 @@ def test_free_port_can_be_bound_and_launch_command_uses_it() -> None:
     assert 1024 <= port < 65536
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", port))  # the rendezvous can take it
-    cmd = launch_command(2, "c.yaml", ["llm_train.steps=1"], master_port=port)
+    cmd = launch_command(2, "c.yaml", ["llm_train.steps=1"], "tok", "run", master_port=port)
     assert cmd[cmd.index("--master_port") + 1] == str(port) and cmd[-1] == "llm_train.steps=1"
+    assert cmd[cmd.index("--data") + 1] == "tok" and cmd[cmd.index("--out") + 1] == "run"  # paths are options
 
 
 def test_cpu_threads_are_shared_among_local_ranks(monkeypatch: pytest.MonkeyPatch) -> None:

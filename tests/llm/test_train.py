@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 
-def write_config(path: Path, data: Path, **train: object) -> Path:
+def write_config(path: Path, data: Path, out: str = "", **train: object) -> Path:
+    """A project config at `path`; the run's paths (command-line options, not config keys) beside it."""
     llm_train = {
-        "data": str(data), "steps": 12, "micro_batch_size": 2, "log_every": 1, "val_every": 6, "save_every": 4,
+        "steps": 12, "micro_batch_size": 2, "log_every": 1, "val_every": 6, "save_every": 4,
         "val_batches": 2, "precision": "fp32", "deepspeed": str(ROOT / "deploy/deepspeed/zero2.json"),
         "optim": {"lr": 3e-3, "warmup_steps": 2},
     }
@@ -29,7 +30,14 @@ def write_config(path: Path, data: Path, **train: object) -> Path:
     config = {"llm": {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 128, "max_position_embeddings": 256},
               "tasks": {"caption_dropout": 0.1}, "llm_train": llm_train}
     path.write_text(yaml.safe_dump(config))
+    path.with_suffix(".paths.json").write_text(json.dumps({"data": str(data), "out": out}))
     return path
+
+
+def paths(config: Path) -> list[str]:
+    """`--data D --out O` of the run `write_config` described."""
+    p = json.loads(config.with_suffix(".paths.json").read_text())
+    return ["--data", p["data"], "--out", p["out"]]
 
 
 def torchrun(nproc: int, config: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
@@ -38,7 +46,7 @@ def torchrun(nproc: int, config: Path, *overrides: str) -> subprocess.CompletedP
     port = free_port()  # from the OS: a fixed port collides with a run that just ended (TIME_WAIT)
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
     cmd = [str(TORCHRUN), "--nproc_per_node", str(nproc), "--master_port", str(port), "-m", "videopoet.llm.train",
-           "--config", str(config), *overrides]
+           "--config", str(config), *paths(config), *overrides]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
@@ -99,7 +107,7 @@ def test_resume_two_ranks_on_one(token_records: Path, tmp_path: Path) -> None:
     # the first part through `videopoet train`, the wrapper around the deepspeed launcher
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
     cli = subprocess.run([str(Path(sys.executable).with_name("videopoet")), "train", "--config", str(config), "--nproc", "2",
-                          "llm_train.stop_at=4"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+                          *paths(config), "llm_train.stop_at=4"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert cli.returncode == 0, cli.stderr[-3000:]
     out = torchrun(1, config)
     assert "saved on 2 ranks, running on 1" in out.stdout + out.stderr
@@ -145,7 +153,8 @@ def make_trainer(config: Path, *overrides: str):
     from videopoet.config import load_project_config
     from videopoet.llm.train import LLMTrainer
 
-    return LLMTrainer(load_project_config(config, list(overrides)))
+    p = json.loads(config.with_suffix(".paths.json").read_text())
+    return LLMTrainer(load_project_config(config, list(overrides)), p["data"], p["out"])
 
 
 def test_exported_model_equals_training_model(in_process: None, token_records: Path, tmp_path: Path, records_vocab) -> None:
@@ -187,9 +196,9 @@ def test_bad_steps_are_skipped_then_stop(in_process: None, token_records: Path, 
 def test_no_data_says_how_to_make_it(in_process: None, tmp_path: Path) -> None:
     from videopoet.llm.train import LLMTrainingError
 
-    config = write_config(tmp_path / "c.yaml", Path(""), out=str(tmp_path / "run"))
-    with pytest.raises(LLMTrainingError, match="videopoet tokenize"):
-        make_trainer(config, "llm_train.data=")
+    config = write_config(tmp_path / "c.yaml", tmp_path / "no_tokens", out=str(tmp_path / "run"))
+    with pytest.raises(LLMTrainingError, match="no training data at .*no_tokens: --data takes token records made by `videopoet tokenize`"):
+        make_trainer(config)
 
 
 def test_crash_while_saving_keeps_latest(in_process: None, token_records: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

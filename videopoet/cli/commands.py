@@ -211,9 +211,7 @@ def train(args: argparse.Namespace) -> None:
     overrides = list(args.overrides)
     if args.deepspeed is not None:
         overrides.append(f"llm_train.deepspeed={args.deepspeed}")
-    if args.out is not None:
-        overrides.append(f"llm_train.out={args.out}")
-    status = launch_local(args.nproc, args.config, overrides, resume=args.resume)
+    status = launch_local(args.nproc, args.config, overrides, args.data, args.out, resume=args.resume)
     if status:
         raise SystemExit(status)
 

@@ -180,13 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(top, "train", "train the LLM with DeepSpeed on this machine (wraps the deepspeed launcher)", commands.train)
     p.add_argument("--nproc", type=int, default=1, help="ranks to start (GPUs, or CPU processes without a GPU)")
-    p.add_argument("--deepspeed", type=Path, help="DeepSpeed JSON (default from the config: deploy/deepspeed/zero2.json)")
-    p.add_argument("--out", type=Path, help="run folder (default from the config)")
+    p.add_argument("--data", required=True, type=Path, help="token records (videopoet tokenize --out)")
+    p.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, logs; resumed when it holds a run)")
+    p.add_argument("--deepspeed", type=Path, help="DeepSpeed JSON: sets llm_train.deepspeed (default deploy/deepspeed/zero2.json)")
     p.add_argument("--resume", default="auto", help="auto (the run's latest checkpoint, if any), none, or a checkpoint folder")
     _add_config_options(p)
 
     p = _command(top, "export", "write a training run's weights as a Hugging Face folder (any ZeRO stage)", commands.export)
-    p.add_argument("--run", required=True, type=Path, help="the run folder (llm_train.out)")
+    p.add_argument("--run", required=True, type=Path, help="the run folder (videopoet train --out)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--checkpoint", default="auto", help="auto (latest) or a checkpoint folder")
 

@@ -7,7 +7,7 @@ Clips are decoded in DataLoader workers and tokenized in batches. Output folder 
   whole and renamed into place, so an interrupted run resumes at the first missing part;
   `shard-IIIII-of-NNNNN/done` marks a finished shard;
 - `records/`: all shards merged (`datasets.concatenate_datasets`) once every shard is done; this is what
-  the LLM trains on (`llm_train.data=TOK`);
+  the LLM trains on (`videopoet train --data TOK`);
 - `vocab.json` (the shared vocabulary the three tokenizers define) and `tokenizers.json` (their folders).
 
 A record: clip_id, split, caption, height, width (pixels), text_ids (local SentencePiece ids, empty

@@ -20,7 +20,7 @@ from videopoet.data.pretokenize import CLIP_FILE
 from videopoet.errors import UserError
 from videopoet.llm.backbone import tied_parameter_names
 from videopoet.llm.model import build_model
-from videopoet.llm.train import find_checkpoint
+from videopoet.llm.train import RUN_FILE, find_checkpoint
 from videopoet.vocab import SharedVocab
 
 EXPORT_META = "videopoet.json"
@@ -59,8 +59,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "auto
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     vocab.save(out_dir / "vocab.json")
-    data_meta_file = Path(sections["llm_train"].data) / "tokenizers.json"
-    clip_file = Path(sections["llm_train"].data) / CLIP_FILE
+    run_file = run_dir / RUN_FILE
+    data = Path(json.loads(run_file.read_text())["data"]) if run_file.is_file() else None
+
+    def from_data(name: str) -> Any:
+        """A JSON file of the token records the run trained on (None when it is not there)."""
+        path = data / name if data is not None else None
+        return json.loads(path.read_text()) if path is not None and path.is_file() else None
+
     meta = {
         "format": "videopoet-llm",
         "step": ckpt.meta["step"],
@@ -68,8 +74,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str = "auto
         "llm": to_dict(sections["llm"]),
         "tasks": to_dict(sections["tasks"]),
         "sampling": to_dict(sections["sampling"]),
-        "tokenizers": json.loads(data_meta_file.read_text()) if data_meta_file.is_file() else {},
-        "clip": json.loads(clip_file.read_text()) if clip_file.is_file() else None,
+        "tokenizers": from_data("tokenizers.json") or {},
+        "clip": from_data(CLIP_FILE),
     }
     (out_dir / EXPORT_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta

@@ -192,6 +192,8 @@ def launch_command(
     nproc: int,
     config: str | Path | None,
     overrides: list[str],
+    data: str | Path,
+    out: str | Path,
     resume: str = "auto",
     master_port: int | None = None,
 ) -> list[str]:
@@ -205,7 +207,7 @@ def launch_command(
     cmd = [launcher, "--num_gpus", str(nproc)]
     if master_port is not None:
         cmd += ["--master_port", str(master_port)]
-    cmd += ["--module", "videopoet.llm.train", "--resume", resume]
+    cmd += ["--module", "videopoet.llm.train", "--data", str(data), "--out", str(out), "--resume", resume]
     if config is not None:
         cmd += ["--config", str(config)]
     return cmd + list(overrides)
@@ -220,7 +222,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_local(nproc: int, config: str | Path | None, overrides: list[str], resume: str = "auto") -> int:
+def launch_local(nproc: int, config: str | Path | None, overrides: list[str], data: str | Path, out: str | Path,
+                 resume: str = "auto") -> int:
     """Run training on this machine with the deepspeed launcher; returns its exit status. Without a GPU
     the ranks run on the CPU (DS_ACCELERATOR=cpu, gloo)."""
     import subprocess
@@ -229,4 +232,4 @@ def launch_local(nproc: int, config: str | Path | None, overrides: list[str], re
     if not torch.cuda.is_available():
         env.setdefault("DS_ACCELERATOR", "cpu")
     port = free_port()  # a fixed or pid-derived port collides with a run that just ended (TIME_WAIT)
-    return subprocess.call(launch_command(nproc, config, overrides, resume, master_port=port), env=env)
+    return subprocess.call(launch_command(nproc, config, overrides, data, out, resume, master_port=port), env=env)

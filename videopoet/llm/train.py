@@ -1,9 +1,12 @@
-"""Train the prefix LM with DeepSpeed: `python -m videopoet.llm.train --config C [key=value ...]`.
+"""Train the prefix LM with DeepSpeed: `python -m videopoet.llm.train --config C --data TOK --out RUN [key=value ...]`.
 
 Started by the `deepspeed` launcher or `torchrun` (one process per device), or plainly with python as a
 group of one. Reads like a solver: build model, build data, run steps, evaluate, save, restore.
 
-Run folder (`llm_train.out`): `config.yaml` (every section, as run), `vocab.json`, `tensorboard/`,
+Paths are command-line options, as for every other command: `--data` (token records of `videopoet
+tokenize`) and `--out` (the run folder); settings are config keys. Run folder: `config.yaml` (every
+section, as run), `run.json` (the data it trained on), `model.json` (the guard against resuming with
+another model), `vocab.json`, `tensorboard/`,
 `checkpoints/step_NNNNNNN/` (DeepSpeed checkpoint + `meta.json`) and `checkpoints/latest`, written only
 after every rank finished its part of the checkpoint.
 """
@@ -41,8 +44,6 @@ class LLMTrainingError(UserError):
 class LLMTrainConfig:
     """Settings of the LLM training run (project config section `llm_train`)."""
 
-    data: str = ""  # token records made by `videopoet tokenize` (a datasets folder with vocab.json)
-    out: str = "runs/llm"
     deepspeed: str = "deploy/deepspeed/zero2.json"
     steps: int = 1000  # total optimizer steps (the schedule's length)
     stop_at: int = 0  # stop this run (after saving) at this step, e.g. before a job's time limit; 0: run to `steps`
@@ -94,14 +95,17 @@ def find_checkpoint(run_dir: Path, resume: str) -> Checkpoint | None:
     return Checkpoint(path, json.loads(meta_file.read_text()))
 
 
+RUN_FILE = "run.json"  # what a run trained on (its --data), for export
+
+
 class LLMTrainer:
     """One training run; every rank builds one."""
 
-    def __init__(self, sections: dict[str, Any], resume: str = "auto") -> None:
+    def __init__(self, sections: dict[str, Any], data: str | Path, out: str | Path, resume: str = "auto") -> None:
         self.sections = sections
         self.model_config: LLMConfig = sections["llm"]
         self.config: LLMTrainConfig = sections["llm_train"]
-        self.run_dir = Path(self.config.out)
+        self.data, self.run_dir = Path(data), Path(out)
         self.rank, self.world, local_rank = parallelize.init_distributed()
         self.device = parallelize.device_for(local_rank)
         self.bf16 = autocast_dtype(self.config.precision, self.device) is not None
@@ -122,19 +126,20 @@ class LLMTrainer:
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.sections, self.run_dir / "config.yaml")
+            atomic_write_json(self.run_dir / RUN_FILE, {"data": str(self.data.resolve())})
             self.vocab.save(self.run_dir / "vocab.json")
 
     # ---- build --------------------------------------------------------------------------------------
     def build_data(self) -> None:
         from videopoet.data.loader import build_train_and_val_loaders
 
-        if not self.config.data:
+        if not str(self.data) or not self.data.is_dir():
             raise LLMTrainingError(
-                "no training data: set llm_train.data to token records made by `videopoet tokenize` "
+                f"no training data at {self.data}: --data takes token records made by `videopoet tokenize` "
                 "(for the shapes demo: videopoet data shapes, videopoet data ingest, videopoet tokenize)"
             )
         self.vocab, self.train_loader, self.val_loader = build_train_and_val_loaders(
-            self.config.data,
+            self.data,
             self.sections["tasks"],
             batch_size=self.config.micro_batch_size,
             rank=self.rank,
@@ -338,17 +343,19 @@ class LLMTrainer:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m videopoet.llm.train", description="Train the videopoet LLM with DeepSpeed.")
     p.add_argument("--config", type=Path, help="project config YAML (e.g. configs/tiny.yaml)")
+    p.add_argument("--data", required=True, type=Path, help="token records (videopoet tokenize --out)")
+    p.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, logs; resumed when it holds a run)")
     p.add_argument("--resume", default="auto", help="auto (latest checkpoint of the run, if any), none, or a checkpoint folder")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the deepspeed launcher
     p.add_argument("overrides", nargs="*", metavar="key=value")
     return p.parse_args(argv)
 
 
-def train(config: Path | None, overrides: list[str], resume: str = "auto") -> dict[str, Any]:
+def train(config: Path | None, overrides: list[str], data: str | Path, out: str | Path, resume: str = "auto") -> dict[str, Any]:
     """Build a trainer from a project config and run it; leaves the process group at the end."""
     sections = load_project_config(config, overrides)
     try:
-        trainer = LLMTrainer(sections, resume=resume)
+        trainer = LLMTrainer(sections, data, out, resume=resume)
         return trainer.fit()
     finally:
         parallelize.shutdown()
@@ -357,7 +364,7 @@ def train(config: Path | None, overrides: list[str], resume: str = "auto") -> di
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        train(args.config, args.overrides, args.resume)
+        train(args.config, args.overrides, args.data, args.out, args.resume)
     except UserError as e:
         print(f"videopoet train: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
