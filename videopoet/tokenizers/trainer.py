@@ -36,6 +36,7 @@ from videopoet.tokenizers.checkpoint import (
     load_checkpoint,
     save_checkpoint,
     save_tokenizer_folder,
+    tokenizer_folder_config,
 )
 
 
@@ -70,6 +71,19 @@ class TrainConfig:
         for name in ("log_every", "val_every", "sample_every", "save_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+
+
+@dataclass
+class FamilyTrainingConfig:
+    """What every family's config section (`<family>_tokenizer`) has beside its model, discriminator and
+    losses: the loop's settings and how many validation clips to score."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    val_clips: int = 8  # held-out clips scored at every validation
+
+    def __post_init__(self) -> None:
+        if self.val_clips < 1:
+            raise ValueError(f"val_clips must be at least 1, got {self.val_clips}")
 
 
 class TrainingSource(Protocol):
@@ -108,6 +122,36 @@ class TokenizerSolver(Protocol):
 
     def write_samples(self, writer: Any, model: nn.Module, step: int) -> None:
         """Reconstruction samples to TensorBoard."""
+
+
+class SolverBase:
+    """What every family's solver shares: its training config (with `model`, `train`, `loss.disc_start`
+    and `val_clips`), its `TrainingSource`, batches, the fixed validation clips and the adversarial switch.
+    A subclass sets `family` and builds `model` and `discriminator`."""
+
+    family: str
+    model: nn.Module
+    discriminator: nn.Module | None
+
+    def __init__(self, config: Any, source: TrainingSource) -> None:
+        self.config, self.source = config, source
+        self._val: torch.Tensor | None = None
+
+    def folder_config(self) -> dict[str, Any]:
+        return tokenizer_folder_config(self.family, self.config.model, training=self.config)
+
+    def sample_batch(self, rng: np.random.Generator) -> torch.Tensor:
+        return self.source.sample(rng, self.config.train.batch_size)
+
+    def gan_on(self, step: int) -> bool:
+        """Whether the adversarial losses (and the discriminator's training) are on at `step`."""
+        return self.discriminator is not None and step >= self.config.loss.disc_start
+
+    def validation_clips(self) -> torch.Tensor:
+        """The fixed held-out clips (made once)."""
+        if self._val is None:
+            self._val = self.source.validation(self.config.val_clips)
+        return self._val
 
 
 class EMA:

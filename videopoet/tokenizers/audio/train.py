@@ -38,8 +38,7 @@ from videopoet.tokenizers.audio.discriminator import (
 from videopoet.tokenizers.audio.losses import MultiScaleMelLoss, waveform_l1
 from videopoet.tokenizers.audio.model import AudioTokenizer, AudioTokenizerConfig
 from videopoet.tokenizers.audio.rvq import codebook_usage
-from videopoet.tokenizers.checkpoint import tokenizer_folder_config
-from videopoet.tokenizers.trainer import TrainConfig, TrainingSource, train_tokenizer
+from videopoet.tokenizers.trainer import FamilyTrainingConfig, SolverBase, TrainingSource, train_tokenizer
 
 
 @dataclass
@@ -82,20 +81,18 @@ class AudioLossConfig:
 
 
 @dataclass
-class AudioTokenizerTrainingConfig:
-    """Project config section `audio_tokenizer`: model, discriminator, losses, loop, data crops, validation."""
+class AudioTokenizerTrainingConfig(FamilyTrainingConfig):
+    """Project config section `audio_tokenizer`: model, discriminator, losses, data crops (and the loop,
+    validation)."""
 
     model: AudioTokenizerConfig = field(default_factory=AudioTokenizerConfig)
     discriminator: STFTDiscriminatorConfig = field(default_factory=STFTDiscriminatorConfig)
     loss: AudioLossConfig = field(default_factory=AudioLossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
     segment_seconds: float = 1.0  # length of the random training crops
-    val_clips: int = 8  # held-out clips scored at every validation
     val_seconds: float = 2.125  # length of each validation clip (one VideoPoet clip)
 
     def __post_init__(self) -> None:
-        if self.val_clips < 1:
-            raise ValueError(f"val_clips must be at least 1, got {self.val_clips}")
+        super().__post_init__()
         hop_s = self.model.hop / self.model.sample_rate
         for name in ("segment_seconds", "val_seconds"):
             if not getattr(self, name) >= hop_s:
@@ -113,27 +110,18 @@ class AudioTokenizerTrainingConfig:
 # ---- solver -----------------------------------------------------------------------------------------------
 
 
-class AudioSolver:
+class AudioSolver(SolverBase):
     """The audio tokenizer's side of the shared training loop (see the module docstring for the losses)."""
 
+    family = "audio"
+
     def __init__(self, config: AudioTokenizerTrainingConfig, source: TrainingSource) -> None:
-        self.config, self.source = config, source
+        super().__init__(config, source)
         self.model = AudioTokenizer(config.model)
         self.discriminator: nn.Module | None = (
             MultiScaleSTFTDiscriminator(config.discriminator) if config.loss.adversarial else None
         )
         self.mel_loss = MultiScaleMelLoss(config.model.sample_rate, config.loss.mel_windows, eps=config.loss.mel_log_eps)
-        self._val: torch.Tensor | None = None
-
-    def folder_config(self) -> dict[str, Any]:
-        return tokenizer_folder_config("audio", self.config.model, training=self.config)
-
-    def sample_batch(self, rng: np.random.Generator) -> torch.Tensor:
-        return self.source.sample(rng, self.config.train.batch_size)
-
-    def gan_on(self, step: int) -> bool:
-        """Whether the adversarial losses (and the discriminator's training) are on at `step`."""
-        return self.discriminator is not None and step >= self.config.loss.disc_start
 
     def quantizer_on(self, step: int) -> bool:
         """Whether the RVQ is used at `step`: before `loss.quantizer_start` the codec is a plain autoencoder.
@@ -182,11 +170,6 @@ class AudioSolver:
         fake_logits, _ = self.discriminator(aux)
         d = torch.stack([hinge_d_loss(r, f) for r, f in zip(real_logits, fake_logits)]).mean()
         return d, {"d_loss": d.item()}
-
-    def validation_clips(self) -> torch.Tensor:
-        if self._val is None:
-            self._val = self.source.validation(self.config.val_clips)
-        return self._val
 
     @torch.no_grad()
     def reconstruct(self, model: nn.Module, wav: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:

@@ -26,8 +26,7 @@ from torch import nn
 
 from videopoet.metrics.video import psnr, ssim
 from videopoet.tokenizers.adversarial import LeCamEMA, adaptive_weight, d_loss, g_loss
-from videopoet.tokenizers.checkpoint import tokenizer_folder_config
-from videopoet.tokenizers.trainer import TrainConfig, TrainingSource, train_tokenizer
+from videopoet.tokenizers.trainer import FamilyTrainingConfig, SolverBase, TrainingSource, train_tokenizer
 from videopoet.tokenizers.video.discriminator import DiscriminatorConfig, PatchDiscriminator
 from videopoet.tokenizers.video.lfq import CodebookUsage
 from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
@@ -73,19 +72,16 @@ class VideoLossConfig:
 
 
 @dataclass
-class VideoTokenizerTrainingConfig:
-    """Project config section `video_tokenizer`: model, discriminator, losses, loop, validation."""
+class VideoTokenizerTrainingConfig(FamilyTrainingConfig):
+    """Project config section `video_tokenizer`: model, discriminator, losses (and the loop, validation)."""
 
     model: VideoTokenizerConfig = field(default_factory=VideoTokenizerConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     loss: VideoLossConfig = field(default_factory=VideoLossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    val_clips: int = 8  # held-out clips scored at every validation
     fps: float = 8.0  # frame rate clips are read at from media folders (clip indexes keep their own)
 
     def __post_init__(self) -> None:
-        if self.val_clips < 1:
-            raise ValueError(f"val_clips must be at least 1, got {self.val_clips}")
+        super().__post_init__()
         if not self.fps > 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
 
@@ -105,26 +101,17 @@ class Critic(nn.Module):
         return self.net(x).float()
 
 
-class VideoSolver:
+class VideoSolver(SolverBase):
     """The video tokenizer's side of the shared training loop (`TokenizerSolver`)."""
 
+    family = "video"
+
     def __init__(self, config: VideoTokenizerTrainingConfig, source: TrainingSource) -> None:
-        self.config = config
-        self.source = source
+        super().__init__(config, source)
         self.model = VideoTokenizer(config.model)
         self.discriminator: Critic | None = (
             Critic(config.discriminator, config.loss.lecam_decay) if config.loss.gan_weight > 0 else None
         )
-        self._val: torch.Tensor | None = None
-
-    def folder_config(self) -> dict[str, Any]:
-        return tokenizer_folder_config("video", self.config.model, training=self.config)
-
-    def sample_batch(self, rng: np.random.Generator) -> torch.Tensor:
-        return self.source.sample(rng, self.config.train.batch_size)
-
-    def _gan_on(self, step: int) -> bool:
-        return self.discriminator is not None and step >= self.config.loss.disc_start
 
     def generator_loss(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float], Any]:
         cfg = self.config.loss
@@ -146,7 +133,7 @@ class VideoSolver:
             "used_codes": float(quant.used_codes),
             "perplexity": quant.perplexity,
         }
-        if self._gan_on(step):
+        if self.gan_on(step):
             assert self.discriminator is not None
             self.discriminator.requires_grad_(False)  # the generator step must not touch its weights
             try:
@@ -166,7 +153,7 @@ class VideoSolver:
     def discriminator_loss(
         self, batch: torch.Tensor, aux: Any, step: int
     ) -> tuple[torch.Tensor, dict[str, float]] | None:
-        if not self._gan_on(step):
+        if not self.gan_on(step):
             return None
         assert self.discriminator is not None
         cfg = self.config.loss
@@ -180,12 +167,6 @@ class VideoSolver:
             "logits_real": real.mean().item(),
             "logits_fake": fake.mean().item(),
         }
-
-    def validation_clips(self) -> torch.Tensor:
-        """The fixed held-out clips (made once)."""
-        if self._val is None:
-            self._val = self.source.validation(self.config.val_clips)
-        return self._val
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, float]:
