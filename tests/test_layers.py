@@ -22,3 +22,18 @@ def test_layers_point_one_way() -> None:
 def test_no_module_over_450_lines() -> None:
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / "videopoet").rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"split these modules (over {MAX_LINES} lines): {long}"
+
+
+def test_every_module_has_a_mirror_test() -> None:
+    """tests/ mirrors the package: `videopoet/a/b.py` is tested in `tests/a/test_b.py` (a module of a
+    package split into several, like `data/ingest/`, may be tested as the package: `tests/data/test_ingest.py`)."""
+    missing = []
+    for path in sorted((ROOT / "videopoet").rglob("*.py")):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        rel = path.relative_to(ROOT / "videopoet")
+        own = ROOT / "tests" / rel.parent / f"test_{rel.stem}.py"
+        package = ROOT / "tests" / rel.parent.parent / f"test_{rel.parent.name}.py"
+        if not own.is_file() and not (rel.parent != Path(".") and package.is_file()):
+            missing.append(str(rel))
+    assert not missing, f"modules without a mirror test: {missing}"
