@@ -26,7 +26,7 @@ def test_every_family_is_a_media_tokenizer(name: str) -> None:
     assert isinstance(model, MediaTokenizer) and model.modality == family.modality
     media = _media(model.modality, model.geometry(), np.random.default_rng(0))
     ids = model.encode_media(media)
-    assert ids.dtype == np.int64 and ids.shape[0] == 2
+    assert ids.dtype == np.int64 and ids.shape == (2, *model.ids_shape(media.shape[1:]))
     back = model.decode_media(ids, length=media.shape[1] if model.modality == "audio" else None)
     assert back.shape == media.shape
     vocab = SharedVocab(text_size=10, **{"video_bits": 0, "audio_levels": 0, "audio_codebook_size": 0, **model.vocab_share()})

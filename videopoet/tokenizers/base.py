@@ -21,6 +21,8 @@ class MediaTokenizer(Protocol):
     - `encode_media(batch)`: int64 ids `[B, *latent]` (video `[B, t, h, w]`, audio `[B, levels, frames]`).
     - `decode_media(ids, length=None)`: the media back; `length` asks for exactly that many samples
       (audio) where the ids cover fewer.
+    - `ids_shape(media_shape)`: the shape of one item's ids for one item's media shape (video
+      `(T, H, W, 3)` -> `(t, h, w)`, audio `(N,)` -> `(levels, frames)`), without encoding anything;
     - `vocab_share()`: the keyword arguments of `SharedVocab` that size its block of the shared
       vocabulary (`video_bits`, or `audio_levels` and `audio_codebook_size`).
     - `geometry()`: what media it takes (video: `frames`, `height`, `width`; audio: `sample_rate`,
@@ -33,6 +35,8 @@ class MediaTokenizer(Protocol):
     def encode_media(self, batch: np.ndarray) -> np.ndarray: ...
 
     def decode_media(self, ids: np.ndarray, length: int | None = None) -> np.ndarray: ...
+
+    def ids_shape(self, media_shape: tuple[int, ...]) -> tuple[int, ...]: ...
 
     def vocab_share(self) -> dict[str, int]: ...
 

@@ -138,7 +138,10 @@ class SolverBase:
         self._val: torch.Tensor | None = None
 
     def folder_config(self) -> dict[str, Any]:
-        return tokenizer_folder_config(self.family, self.config.model, training=self.config)
+        """config.json of the tokenizer folder: the family, the model and training configs, and the media
+        geometry it takes (`MediaTokenizer.geometry`, with the source's frame rate for video)."""
+        geometry = {**self.model.geometry(), **({"fps": self.config.fps} if hasattr(self.config, "fps") else {})}
+        return tokenizer_folder_config(self.family, self.config.model, training=self.config, geometry=geometry)
 
     def sample_batch(self, rng: np.random.Generator) -> torch.Tensor:
         return self.source.sample(rng, self.config.train.batch_size)

@@ -53,6 +53,7 @@ def test_train_writes_loadable_folder_and_resumes(tmp_path: Path) -> None:
     assert {"usage_l0", "usage_l1", "mel_distance"} <= set(result["val"])
     saved = json.loads((out / "config.json").read_text())
     assert saved["kind"] == "audio" and saved["training"]["loss"]["disc_start"] == 2
+    assert saved["geometry"] == {"sample_rate": 16000, "frame_rate": 16000 / (4 * 4 * 4 * 5)}  # what it takes, recorded
     model = load_tokenizer(out, "audio")
     codes = model.encode(torch.zeros(1, 1, 4 * model.hop))
     assert codes.shape == (1, 2, 4)

@@ -57,6 +57,7 @@ def test_trains_on_shapes_with_gan_and_resumes(tmp_path: Path) -> None:
     assert set(val) >= {"psnr", "ssim", "codebook_usage", "perplexity"} and 0 < val["codebook_usage"] <= 1
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "video" and config["training"]["loss"]["disc_start"] == 2
+    assert config["geometry"] == {"frames": 9, "height": 32, "width": 32, "fps": 8.0}  # what it takes, recorded
     model = load_tokenizer(out, "video")
     frames = torch.randint(0, 256, (9, 32, 32, 3), dtype=torch.uint8)
     assert model.encode_frames(frames).shape == (3, 4, 4)

@@ -324,6 +324,10 @@ class AudioTokenizer(nn.Module):
         """codes `[B, levels, frames]` -> float32 waveforms `[B, length or frames * hop]`."""
         return self.decode_to_waveforms(ids, num_samples=length)
 
+    def ids_shape(self, media_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """`(N,)` samples -> `(levels, N // hop)` codes."""
+        return (self.config.levels, self.frames_for(media_shape[0]))
+
     def vocab_share(self) -> dict[str, int]:
         return {"audio_levels": self.config.levels, "audio_codebook_size": self.config.codebook_size}
 

@@ -305,6 +305,10 @@ class VideoTokenizer(nn.Module):
         """ids `[B, t, h, w]` -> uint8 clips `[B, T, H, W, 3]` (`length` is for sound; clips have one)."""
         return self.decode_to_frames(ids).numpy()
 
+    def ids_shape(self, media_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """`(T, H, W, 3)` frames -> `(t, h, w)` ids."""
+        return self.latent_shape(*media_shape[:3])
+
     def vocab_share(self) -> dict[str, int]:
         return {"video_bits": self.config.bits}
 
