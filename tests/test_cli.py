@@ -109,6 +109,18 @@ def test_data_shapes_bad_values_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(err) == 2 and all(line.startswith("videopoet: error:") for line in err)
 
 
+def test_tokenizer_eval_x264_sweep_option() -> None:
+    from videopoet.cli.commands import family_tools
+    from videopoet.cli.parser import build_parser
+
+    parser = build_parser()
+    base = ["tokenizer", "eval", "video", "--ckpt", "t", "--inputs", "a.mp4", "--frames", "9"]
+    assert family_tools(parser.parse_args([*base, "--x264-sweep"]), "eval")[1] == {"frames": 9, "x264_sweep": True}
+    assert family_tools(parser.parse_args(base), "eval")[1] == {"frames": 9}  # left out: the tool's default
+    with pytest.raises(SystemExit):  # audio has no x264
+        parser.parse_args(["tokenizer", "eval", "audio", "--ckpt", "t", "--inputs", "a.wav", "--x264-sweep"])
+
+
 @pytest.mark.slow  # whole commands
 def test_video_tokenizer_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
@@ -128,6 +140,9 @@ def test_video_tokenizer_from_the_command_line(tmp_path: Path, capsys: pytest.Ca
     assert main(["tokenizer", "eval", "video", "--ckpt", str(ckpt), "--inputs", clip, "--frames", "9", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["mean"]["tokens_per_clip"] == 3 * 8 * 8 and "h264_psnr" in result["mean"]
+    assert main(["tokenizer", "eval", "video", "--ckpt", str(ckpt), "--inputs", clip, "--frames", "9", "--x264-sweep", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["inputs"][0]
+    assert row["x264_curve"][0]["crf"] == 51 and isinstance(row["x264_reachable"], bool) and "h264_psnr" in row
     assert main(["tokenizer", "encode", "video", "--ckpt", str(ckpt), "--input", clip, "--frames", "8", "--out", str(tmp_path / "u.npz")]) == 2
     assert "1 + k*4" in capsys.readouterr().err
 

@@ -262,6 +262,7 @@ def save_config(config: Any, path: str | Path) -> None:
 _SECTIONS: dict[str, str] = {
     "clip": "videopoet.geometry:ClipConfig",
     "shapes": "videopoet.data.synthetic:ShapesConfig",
+    "media_clips": "videopoet.data.media_clips:MediaClipsConfig",
     "text_tokenizer": "videopoet.tokenizers.text:TextTokenizerConfig",
     "ingest": "videopoet.data.ingest:IngestConfig",
     "tasks": "videopoet.data.tasks:TaskConfig",

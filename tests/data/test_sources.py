@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from videopoet.data.media_clips import MediaFolderClips
 from videopoet.data.sources import (
     MediaClips,
     ShapesClips,
@@ -58,13 +59,14 @@ def test_media_folder_and_clip_index_give_clips(tmp_path: Path) -> None:
     write_video(media / "short.mp4", render_frames("blue", "square", "up", rng, ShapesConfig(frames=4)), 8.0)
     (media / "notes.txt").write_text("not media")
     source = video_source(media, **CLIP)
-    assert isinstance(source, MediaClips)
-    assert [Path(s.path).name for s in source.train] == ["long.mp4"]  # 0.5 s is too short for 9 frames
+    assert isinstance(source, MediaFolderClips)
+    assert [Path(s.path).name for s in source.train_videos] == ["long.mp4"]  # 4 frames cannot fill 9
     assert source.sample(np.random.default_rng(0), 2).shape == (2, 3, 9, 32, 32)
     assert torch.equal(source.validation(2), source.validation(2))
 
     ingest(media, tmp_path / "index", IngestConfig(frames=9), progress=False)
     indexed = video_source(tmp_path / "index", **CLIP)
+    assert isinstance(indexed, MediaClips)
     assert indexed.sample(np.random.default_rng(0), 1).shape == (1, 3, 9, 32, 32)
 
     empty = tmp_path / "empty"

@@ -47,3 +47,22 @@ def test_ssim_identical_and_noise() -> None:
     )
     with pytest.raises(ValueError, match="differ in shape"):
         ssim(clip, clip[:2])
+
+
+def test_ssim_equals_the_full_2d_window_formula() -> None:
+    """The separable blur gives what Wang et al.'s 2D 11x11 gaussian window gives, computed directly."""
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (3, 24, 20, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    x = torch.from_numpy(a).permute(0, 3, 1, 2).double() / 255
+    y = torch.from_numpy(b).permute(0, 3, 1, 2).double() / 255
+    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
+    win = (g[:, None] * g[None, :] / g.sum() ** 2).expand(3, 1, 11, 11)
+    blur = lambda z: F.conv2d(z, win, groups=3)  # noqa: E731
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    ref = ((2 * mx * my + 1e-4) * (2 * sxy + 9e-4)) / ((mx**2 + my**2 + 1e-4) * (sxx + syy + 9e-4))
+    assert ssim(a, b) == pytest.approx(float(ref.mean()), abs=1e-12)
+    assert ssim(a, a) == pytest.approx(1.0)

@@ -63,7 +63,8 @@ def tokenizer_train_media(args: argparse.Namespace) -> None:
         overrides.append(f"train.steps={args.steps}")
     config = load_section(family.section, args.config, overrides)
     shapes = load_section("shapes", args.config, [])  # how `--data shapes` clips look
-    source = training_source(family, args.data, config, shapes)
+    media = load_section("media_clips", args.config, [])  # how clips are made from photographs and videos
+    source = training_source(family, args.data, config, shapes, media)
     result = family.train(config, source, args.out, resume=args.resume)
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in (result.get("val") or {}).items())
     print(f"trained the {args.kind} tokenizer to step {result.get('step')} in {args.out}" + (f": {metrics}" if metrics else ""))

@@ -25,6 +25,7 @@ _FAMILY_OPTIONS: dict[str, tuple[Any, dict[str, str]]] = {
     "frames": (int, {"encode": "frames to encode (default: all that fit 1 + k * t_factor)", "eval": "frames per clip (default 17)"}),
     "size": (commands.parse_size, {"encode": "resize + center-crop to HxW", "eval": "resize + center-crop to HxW (default: the model's size)"}),
     "seconds": (float, {"encode": "seconds to encode (default: to the end)", "eval": "score the first SECONDS of each file (default: all)"}),
+    "x264_sweep": (bool, {"eval": "also x264's rate-distortion curve (veryslow, crf 51 down) and its PSNR read at the tokenizer's bits per pixel"}),
 }
 _OUTPUTS = {"video": ".mp4 or .png", "audio": ".wav or .flac"}
 
@@ -32,7 +33,10 @@ _OUTPUTS = {"video": ".mp4 or .png", "audio": ".wav or .flac"}
 def _add_family_options(p: argparse.ArgumentParser, names: tuple[str, ...], use: str) -> None:
     for name in names:
         kind, helps = _FAMILY_OPTIONS[name]
-        p.add_argument(f"--{name}", type=kind, help=helps[use])
+        if kind is bool:  # a flag: --x264-sweep sets x264_sweep
+            p.add_argument(f"--{name.replace('_', '-')}", dest=name, action="store_true", default=None, help=helps[use])
+        else:
+            p.add_argument(f"--{name}", type=kind, help=helps[use])
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:

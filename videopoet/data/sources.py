@@ -17,54 +17,29 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from videopoet.data.ingest import AUDIO_EXTENSIONS, CLIPS, VIDEO_EXTENSIONS, load_clip_index
+from videopoet.data.corpus import (  # noqa: F401 (Span, spread and the tensor forms are part of this API)
+    MODALITY_EXTENSIONS,
+    VALIDATION_SEED,
+    Span,
+    file_spans,
+    frames_to_tensor,
+    report_skipped,
+    skipped_summary,
+    split_files,
+    spread,
+    waves_to_tensor,
+)
+from videopoet.data.ingest import CLIPS, load_clip_index
+from videopoet.data.media_clips import MediaClipsConfig, MediaFolderClips
 from videopoet.data.synthetic import HELDOUT_COMBOS, PITCH_HZ, PITCH_TOLERANCE, TRAIN_COMBOS, ShapesConfig
 from videopoet.errors import UserError
-from videopoet.media import MediaError, probe, read_audio, read_clip, resize_center_crop
-
-VALIDATION_SEED = 1234  # fixed, so rendered validation clips are the same in every run
-
-
-@dataclass
-class Span:
-    """A stretch of one media file a clip can start in: start times in [start_s, last_start_s]."""
-
-    path: str
-    start_s: float
-    last_start_s: float
-    fps: float | None = None  # the rate video clips are read at (None for sound)
-
-    def at(self, frac: float) -> float:
-        return self.start_s + (self.last_start_s - self.start_s) * frac
-
-
-def spread(spans: list[Span], n: int) -> list[tuple[Span, float]]:
-    """`n` fixed (span, start) pairs: round-robin over the spans, then evenly along each span."""
-    rounds = math.ceil(n / len(spans))
-    out = []
-    for i in range(n):
-        span, k = spans[i % len(spans)], i // len(spans)
-        out.append((span, span.at(k / (rounds - 1) if rounds > 1 else 0.0)))
-    return out
-
-
-def frames_to_tensor(frames: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-    """uint8 clips `[B, T, H, W, 3]` (or a list of `[T, H, W, 3]`) -> float `[B, 3, T, H, W]` in [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(np.stack(list(frames))))
-    return x.permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-
-
-def waves_to_tensor(wavs: list[np.ndarray]) -> torch.Tensor:
-    """float mono waveforms of one length -> `[B, 1, N]` in [-1, 1]."""
-    return torch.from_numpy(np.stack(wavs).astype(np.float32))[:, None].clamp(-1, 1)
-
+from videopoet.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_audio, read_clip, resize_center_crop
 
 # ---- shapes, rendered on the fly ------------------------------------------------------------------------------
 
@@ -73,10 +48,14 @@ class ShapesClips:
     """Shapes clips: training from `TRAIN_COMBOS`, validation from `HELDOUT_COMBOS` (combinations never
     trained on) with a fixed seed. Non-square sizes are rendered square and center-cropped."""
 
-    def __init__(self, frames: int, size: tuple[int, int], fps: float, shapes: ShapesConfig | None = None) -> None:
+    def __init__(
+        self, frames: int, size: tuple[int, int], fps: float, shapes: ShapesConfig | None = None
+    ) -> None:
         self.frames, self.size = frames, tuple(size)
         # The look (shape width, background levels) from `shapes`; size and length from the tokenizer.
-        self.shapes = dataclasses.replace(shapes or ShapesConfig(), size=max(16, *size), frames=max(2, frames), fps=fps)
+        self.shapes = dataclasses.replace(
+            shapes or ShapesConfig(), size=max(16, *size), frames=max(2, frames), fps=fps
+        )
 
     def _render(self, combo: tuple[str, str, str], rng: np.random.Generator) -> np.ndarray:
         from videopoet.data.synthetic import render_frames
@@ -89,7 +68,9 @@ class ShapesClips:
 
     def validation(self, n: int) -> torch.Tensor:
         rng = np.random.default_rng(VALIDATION_SEED)
-        return frames_to_tensor([self._render(HELDOUT_COMBOS[i % len(HELDOUT_COMBOS)], rng) for i in range(n)])
+        return frames_to_tensor(
+            [self._render(HELDOUT_COMBOS[i % len(HELDOUT_COMBOS)], rng) for i in range(n)]
+        )
 
 
 class ShapesTones:
@@ -118,7 +99,9 @@ class ShapesTones:
         from videopoet.data.synthetic import render_audio
 
         cfg = ShapesConfig(sample_rate=self.sr, frames=max(2, math.ceil(self.val_samples / self.sr * 8)))
-        wavs = [render_audio(self.val_shapes[i % len(self.val_shapes)], cfg)[: self.val_samples] for i in range(n)]
+        wavs = [
+            render_audio(self.val_shapes[i % len(self.val_shapes)], cfg)[: self.val_samples] for i in range(n)
+        ]
         return waves_to_tensor([np.pad(w, (0, self.val_samples - w.size)) for w in wavs])
 
     def validation_scores(self, reconstructions: np.ndarray) -> dict[str, float]:
@@ -165,7 +148,9 @@ class MediaSound:
     """Random crops of media files' audio tracks, read with `read_audio` (down-mixed, resampled, padded
     with silence past the end)."""
 
-    def __init__(self, train: list[Span], val: list[Span], sample_rate: int, segment_samples: int, val_samples: int) -> None:
+    def __init__(
+        self, train: list[Span], val: list[Span], sample_rate: int, segment_samples: int, val_samples: int
+    ) -> None:
         self.train, self.val = train, val
         self.sr, self.segment, self.val_samples = sample_rate, segment_samples, val_samples
 
@@ -174,37 +159,14 @@ class MediaSound:
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
         spans = [self.train[i] for i in rng.integers(len(self.train), size=batch_size)]
-        return waves_to_tensor([self._read(s, float(rng.uniform(s.start_s, s.last_start_s)), self.segment) for s in spans])
+        return waves_to_tensor(
+            [self._read(s, float(rng.uniform(s.start_s, s.last_start_s)), self.segment) for s in spans]
+        )
 
     def validation(self, n: int) -> torch.Tensor:
-        return waves_to_tensor([self._read(span, start, self.val_samples) for span, start in spread(self.val, n)])
-
-
-def folder_spans(root: Path, modality: str, need_s: float, fps: float | None = None) -> tuple[list[Span], list[str]]:
-    """Spans of every usable file under `root` (or `root` itself) for `modality`, and why others were
-    skipped: a video source needs a video stream at least `need_s` long, a sound source an audio stream
-    (from audio or video files)."""
-    exts = set(VIDEO_EXTENSIONS) if modality == "video" else set(AUDIO_EXTENSIONS) | set(VIDEO_EXTENSIONS)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in exts)
-    spans, skipped = [], []
-    for path in files:
-        try:
-            info = probe(path)
-        except MediaError as e:
-            skipped.append(f"{path.name}: {e}")
-            continue
-        streams = info.video if modality == "video" else info.audio
-        if not streams:
-            skipped.append(f"{path.name}: no {modality} stream")
-            continue
-        duration = streams[0].duration_s or info.duration_s
-        if not duration or duration <= 0:
-            skipped.append(f"{path.name}: unknown or zero duration")
-        elif modality == "video" and duration + 1e-6 < need_s:
-            skipped.append(f"{path.name}: shorter than {need_s:g} s")
-        else:
-            spans.append(Span(str(path), 0.0, max(0.0, duration - need_s), fps))
-    return spans, skipped
+        return waves_to_tensor(
+            [self._read(span, start, self.val_samples) for span, start in spread(self.val, n)]
+        )
 
 
 def index_spans(root: Path, modality: str) -> tuple[list[Span], list[Span]]:
@@ -219,34 +181,68 @@ def index_spans(root: Path, modality: str) -> tuple[list[Span], list[Span]]:
     return train, val
 
 
-def _spans(src: str | Path, modality: str, need_s: float, fps: float | None) -> tuple[list[Span], list[Span]]:
-    """(train, val) spans of a clip index or a media folder; UserError when nothing is usable."""
+def _check_root(src: str | Path) -> Path:
     root = Path(src)
     if not root.exists():
         raise UserError(f"training data not found: {src} (give `shapes`, a media folder or a clip index)")
+    return root
+
+
+def _spans(src: str | Path, modality: str, need_s: float, fps: float | None) -> tuple[list[Span], list[Span]]:
+    """(train, val) spans of a clip index or a media folder (split by its `splits.json` if it has one);
+    UserError when nothing is usable. Skipped files are reported, one line each."""
+    root = _check_root(src)
     what = "clips" if modality == "video" else "clips with audio"
     if (root / CLIPS).is_dir():
         train, val = index_spans(root, modality)
         if not train and not val:
             raise UserError(f"clip index {root} holds no {what}")
         return train or val, val or train
-    spans, skipped = folder_spans(root, modality, need_s, fps)
-    if not spans:
-        why = f" (skipped: {'; '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''})" if skipped else ""
-        need = f"video files of at least {need_s:g} s" if modality == "video" else "audio or video files with an audio stream"
+    exts = VIDEO_EXTENSIONS if modality == "video" else MODALITY_EXTENSIONS["audio"]
+    train_files, val_files = split_files(root, exts)
+    train, skipped = file_spans(train_files, modality, need_s, fps)
+    val, val_skipped = (
+        (train, []) if val_files == train_files else file_spans(val_files, modality, need_s, fps)
+    )
+    report_skipped(skipped + val_skipped)
+    if not train:
+        why = skipped_summary(skipped)
+        need = (
+            f"video files of at least {need_s:g} s"
+            if modality == "video"
+            else "audio or video files with an audio stream"
+        )
         raise UserError(f"no usable {modality} in {root}: need {need}{why}")
-    return spans, spans
+    return train, val or train
 
 
-def video_source(src: str | Path, frames: int, size: tuple[int, int], fps: float, shapes: ShapesConfig | None = None) -> Any:
-    """Clips of `frames` frames at `fps`, `size` = (H, W), from `src`; `shapes` sets the rendered look."""
+def video_source(
+    src: str | Path,
+    frames: int,
+    size: tuple[int, int],
+    fps: float,
+    shapes: ShapesConfig | None = None,
+    media: MediaClipsConfig | None = None,
+) -> Any:
+    """Clips of `frames` frames at `fps`, `size` = (H, W), from `src`: rendered shapes (`shapes` sets their
+    look), a clip index's clips, or a folder's videos and photographs (`media` says how clips are made)."""
     if str(src) == "shapes":
         return ShapesClips(frames, size, fps, shapes)
-    train, val = _spans(src, "video", frames / fps, fps)
-    return MediaClips(train, val, frames, size)
+    root = _check_root(src)
+    if (root / CLIPS).is_dir():
+        return MediaClips(*_spans(root, "video", frames / fps, fps), frames, size)
+    videos, photos = split_files(root, VIDEO_EXTENSIONS), split_files(root, IMAGE_EXTENSIONS)
+    return MediaFolderClips(videos, photos, frames, size, fps, media)
 
 
-def audio_source(src: str | Path, sample_rate: int, segment_samples: int, val_samples: int, shapes: ShapesConfig | None = None) -> Any:
+def audio_source(
+    src: str | Path,
+    sample_rate: int,
+    segment_samples: int,
+    val_samples: int,
+    shapes: ShapesConfig | None = None,
+    media: MediaClipsConfig | None = None,
+) -> Any:
     """Training crops of `segment_samples` and validation clips of `val_samples` at `sample_rate` from `src`."""
     if str(src) == "shapes":
         return ShapesTones(sample_rate, segment_samples, val_samples)
@@ -257,7 +253,14 @@ def audio_source(src: str | Path, sample_rate: int, segment_samples: int, val_sa
 SOURCES: dict[str, Callable[..., Any]] = {"video": video_source, "audio": audio_source}
 
 
-def training_source(family: Any, src: str | Path, config: Any, shapes: ShapesConfig | None = None) -> Any:
+def training_source(
+    family: Any,
+    src: str | Path,
+    config: Any,
+    shapes: ShapesConfig | None = None,
+    media: MediaClipsConfig | None = None,
+) -> Any:
     """The source a tokenizer `family` trains on: `src` read as its modality's media, at the geometry
-    its training `config` asks for (`family.source_kwargs(config)`)."""
-    return SOURCES[family.modality](src, **family.source_kwargs(config), shapes=shapes)
+    its training `config` asks for (`family.source_kwargs(config)`); `shapes` sets how `shapes` clips look,
+    `media` how clips are made from a folder's photographs and videos."""
+    return SOURCES[family.modality](src, **family.source_kwargs(config), shapes=shapes, media=media)

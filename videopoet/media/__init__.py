@@ -7,6 +7,9 @@ H.264 and Opus references the tokenizers are measured against.
 
 from videopoet.media.audio import read_audio, write_audio
 from videopoet.media.container import (
+    AUDIO_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
     AudioStreamInfo,
     MediaError,
     MediaInfo,
@@ -19,6 +22,9 @@ from videopoet.media.container import (
 from videopoet.media.video import read_clip, read_image, resize_center_crop, write_image, write_video
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
     "AudioStreamInfo",
     "MediaError",
     "MediaInfo",

@@ -22,6 +22,14 @@ from videopoet.errors import UserError
 
 PathLike = str | os.PathLike
 
+# File kinds by extension (lower case): what folders are searched for.
+VIDEO_EXTENSIONS = (
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m2v", ".ts", ".mts", ".m2ts",
+    ".ogv", ".flv", ".wmv", ".asf", ".3gp", ".3g2", ".dv", ".gif",
+)  # fmt: skip
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wma")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
 # Two times closer than this are the same instant (absorbs float error in pts * time_base and i / fps).
 EPS_S = 1e-6
 # Seek only when the clip starts this far into the file; before that, decoding from the start is cheap.

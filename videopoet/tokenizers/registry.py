@@ -89,7 +89,7 @@ def _family(name: str, modality: str, model: str, solver: str, encode: tuple[str
 FAMILIES: dict[str, TokenizerFamily] = {
     f.name: f
     for f in (
-        _family("video", "video", "VideoTokenizer", "VideoSolver", encode=("frames", "size"), evaluate=("frames", "size")),
+        _family("video", "video", "VideoTokenizer", "VideoSolver", encode=("frames", "size"), evaluate=("frames", "size", "x264_sweep")),
         _family("audio", "audio", "AudioTokenizer", "AudioSolver", encode=("seconds",), evaluate=("seconds",)),
     )
 }

@@ -340,3 +340,49 @@ def loop_seconds_per_step(solver: TokenizerSolver, config: TrainConfig, steps: i
     with tempfile.TemporaryDirectory() as tmp:
         result = train_tokenizer(solver, config, Path(tmp) / "calibrate")
     return 1.0 / result["train"]["steps_per_s"]
+
+
+def _dotted(config: Any, key: str) -> tuple[Any, str]:
+    *parents, leaf = key.split(".")
+    for p in parents:
+        config = getattr(config, p)
+    return config, leaf
+
+
+def fit_steps_to_minutes(family: Any, config: Any, source: TrainingSource, minutes: float, schedule_keys: tuple[str, ...] = (), calibration_steps: int = 12) -> dict[str, Any]:
+    """Set `config.train.steps` so training `family` on `source` takes about `minutes`, from seconds per
+    step timed on short real runs of fresh solvers (with the discriminator on, too, when the config
+    trains one: its share of the run stays the config's `disc_start / steps`). The warm-up and every
+    step count named in `schedule_keys` (dotted, e.g. `loss.disc_start`) scale with the run, so the
+    schedule keeps its proportions. Returns the plan: steps, seconds per step, and the scaled keys."""
+    def timed(disc_start: int) -> float:
+        trial = copy.deepcopy(config)
+        trial.loss.disc_start = disc_start
+        return loop_seconds_per_step(family.build_solver(trial, source), trial.train, calibration_steps)
+
+    loss = config.loss
+    gan = getattr(loss, "gan_weight", 0) > 0
+    plain = timed(calibration_steps + 1 if gan else loss.disc_start)
+    adversarial = timed(0) if gan else plain
+    gan_share = max(0.0, 1 - loss.disc_start / config.train.steps) if gan else 0.0
+    per_step = (1 - gan_share) * plain + gan_share * adversarial
+    steps = max(10, int(minutes * 60 / per_step))
+    scale = steps / config.train.steps
+    config.train.steps = steps
+    config.train.optim.warmup_steps = max(1, round(config.train.optim.warmup_steps * scale))
+    schedule = {"train.optim.warmup_steps": config.train.optim.warmup_steps}
+    for key in schedule_keys:
+        parent, leaf = _dotted(config, key)
+        setattr(parent, leaf, round(getattr(parent, leaf) * scale))
+        schedule[key] = getattr(parent, leaf)
+    return {"minutes": minutes, "steps": steps, "seconds_per_step": per_step, "plain_seconds_per_step": plain,
+            "adversarial_seconds_per_step": adversarial, "schedule": schedule}  # fmt: skip
+
+
+def apply_schedule(config: Any, plan: dict[str, Any]) -> None:
+    """Give `config` the step count and scaled schedule of a `fit_steps_to_minutes` plan (to resume a run
+    with the schedule it started with)."""
+    config.train.steps = plan["steps"]
+    for key, value in plan["schedule"].items():
+        parent, leaf = _dotted(config, key)
+        setattr(parent, leaf, value)

@@ -170,3 +170,14 @@ def test_config_validation() -> None:
         LFQConfig(bits=0)
     with pytest.raises(ValueError, match="expects 6 channels"):
         LFQ(LFQConfig(bits=6, group_bits=3))(torch.randn(1, 5, 2))
+
+
+def test_group_entropy_bits_of_the_codes_seen() -> None:
+    usage = CodebookUsage(2**10)
+    usage.update(torch.arange(16).repeat(50))  # the low 4 bits take every value, the rest never change
+    low, mid, top = usage.group_entropy_bits([4, 4, 2])
+    assert low == pytest.approx(4.0) and mid == 0 and top == 0
+    usage.update(torch.tensor([2**9] * 800))  # the top group's high bit set half the time
+    assert usage.group_entropy_bits([4, 4, 2])[2] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="do not split"):
+        usage.group_entropy_bits([4, 4])

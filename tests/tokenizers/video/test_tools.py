@@ -1,5 +1,5 @@
 """encode / decode / eval on files: mp4 and PNG round trips, chunked file encoding == whole, eval JSON with
-the H.264 reference, and clear errors for clips that do not fit."""
+the H.264 reference and x264's rate-distortion curve, and clear errors for clips that do not fit."""
 
 from __future__ import annotations
 
@@ -85,6 +85,59 @@ def test_eval_json(files: dict[str, Path]) -> None:
     )
     assert video["compression_factor"] == pytest.approx(24 / video["bits_per_pixel"])
     assert report["inputs"][1]["frames"] == 1
+
+
+def test_eval_x264_sweep(files: dict[str, Path]) -> None:
+    from videopoet.tokenizers.video.tools import evaluate_files
+
+    report = evaluate_files(files["tok"], [files["mp4"], files["png"]], frames=9, x264_sweep=True)
+    json.dumps(report)
+    for row in report["inputs"]:
+        bpp, curve = row["bits_per_pixel"], row["x264_curve"]
+        assert "h264_psnr" in row and curve[0]["crf"] == 51  # the matched-rate fields stay
+        rates = [p["bpp"] for p in curve]
+        assert rates == sorted(rates) and row["x264_lowest_bpp"] == rates[0]
+        assert rates[-1] > 2 * bpp  # the sweep went on past twice the tokenizer's rate
+        assert row["x264_lowest_psnr"] == curve[0]["psnr"]
+        if row["x264_reachable"]:  # interpolated between the two points around the tokenizer's rate
+            below = max((p for p in curve if p["bpp"] <= bpp), key=lambda p: p["bpp"])
+            above = min((p for p in curve if p["bpp"] >= bpp), key=lambda p: p["bpp"])
+            lo, hi = sorted((below["psnr"], above["psnr"]))
+            assert lo - 1e-9 <= row["x264_psnr_at_bpp"] <= hi + 1e-9
+        else:  # below x264's lowest reachable rate: x264's scores at that rate
+            assert rates[0] > bpp
+            assert row["x264_psnr_at_bpp"] == row["x264_lowest_psnr"]
+            assert row["x264_ssim_at_bpp"] == curve[0]["ssim"]
+    mean = report["mean"]
+    for key in (
+        "x264_psnr_at_bpp",
+        "x264_ssim_at_bpp",
+        "x264_reachable",
+        "x264_lowest_bpp",
+        "x264_lowest_psnr",
+    ):
+        assert math.isfinite(mean[key]), key
+    assert "x264_curve" not in mean and 0 <= mean["x264_reachable"] <= 1
+
+
+def test_eval_x264_sweep_interpolates_when_reachable(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tiny clips sit below x264's floor; a curve around the tokenizer's rate checks the other path."""
+    from videopoet.tokenizers.video import tools
+
+    def fake_curve(clip: np.ndarray, fps: float, max_bpp: float) -> list[dict[str, float]]:
+        bpp = max_bpp / 2  # evaluate_files sweeps to twice the tokenizer's rate
+        return [
+            {"crf": 40, "bpp": 2 * bpp, "packet_bpp": 3 * bpp, "psnr": 30.0, "ssim": 0.9},
+            {"crf": 51, "bpp": bpp / 2, "packet_bpp": 3 * bpp, "psnr": 20.0, "ssim": 0.5},
+        ]
+
+    monkeypatch.setattr(tools, "h264_curve", fake_curve)
+    row = tools.evaluate_files(files["tok"], [files["mp4"]], frames=9, x264_sweep=True)["inputs"][0]
+    assert row["x264_reachable"] is True and row["x264_lowest_psnr"] == 20.0
+    assert row["x264_psnr_at_bpp"] == pytest.approx(25.0) and row["x264_ssim_at_bpp"] == pytest.approx(0.7)
+    assert row["x264_lowest_bpp"] == pytest.approx(row["bits_per_pixel"] / 2)
 
 
 def test_bad_input_errors(files: dict[str, Path]) -> None:

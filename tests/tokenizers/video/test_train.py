@@ -88,3 +88,33 @@ def test_loss_config() -> None:
         from_dict(VideoTokenizerTrainingConfig, {"loss": {"l1_weight": 0.0}})
     with pytest.raises(ConfigError, match="unknown config key 'loss.gan_wieght'"):
         from_dict(VideoTokenizerTrainingConfig, {"loss": {"gan_wieght": 0.0}})
+
+
+def test_photograph_batches_train_without_the_discriminator() -> None:
+    """A 1-frame batch (joint image-video training) takes reconstruction and LFQ losses, no GAN term."""
+    config = small(disc_start=0)
+    solver = FAMILY.build_solver(config, training_source(FAMILY, "shapes", config))
+    still = solver.sample_batch(np.random.default_rng(0))[:, :, :1]
+    loss, logs, aux = solver.generator_loss(still, step=5)
+    assert torch.isfinite(loss) and aux.shape == still.shape and "g_loss" not in logs
+    assert solver.discriminator_loss(still, aux, step=5) is None
+    clip = solver.sample_batch(np.random.default_rng(0))
+    _, logs, aux = solver.generator_loss(clip, step=5)
+    assert "g_loss" in logs and solver.discriminator_loss(clip, aux, step=5) is not None
+
+
+def test_fit_steps_to_minutes_scales_the_schedule() -> None:
+    from videopoet.tokenizers.trainer import apply_schedule, fit_steps_to_minutes
+
+    config = small(steps=100, disc_start=50, entropy_anneal_steps=40)
+    config.train.optim.warmup_steps = 10
+    source = training_source(FAMILY, "shapes", config)
+    plan = fit_steps_to_minutes(FAMILY, config, source, 0.05, ("loss.entropy_anneal_steps",), calibration_steps=2)
+    assert plan["seconds_per_step"] > 0 and plan["plain_seconds_per_step"] > 0
+    steps = plan["steps"]
+    assert config.train.steps == steps and steps == max(10, int(3 / plan["seconds_per_step"]))
+    assert plan["schedule"]["loss.entropy_anneal_steps"] == config.loss.entropy_anneal_steps == round(40 * steps / 100)
+    assert config.train.optim.warmup_steps == max(1, round(10 * steps / 100))
+    fresh = small(steps=100)
+    apply_schedule(fresh, plan)
+    assert fresh.train.steps == steps and fresh.loss.entropy_anneal_steps == config.loss.entropy_anneal_steps

@@ -6,12 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from videopoet.errors import UserError
+from videopoet.media import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401 (re-exported)
 
-VIDEO_EXTENSIONS = (
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".m2v", ".ts", ".mts", ".m2ts",
-    ".ogv", ".flv", ".wmv", ".asf", ".3gp", ".3g2", ".dv", ".gif",
-)  # fmt: skip
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wma")
 DATA_EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 MEDIA_COLUMNS = ("video", "path", "file", "file_name", "filepath", "video_path", "media")
 CAPTION_COLUMNS = ("caption", "text", "description", "prompt")

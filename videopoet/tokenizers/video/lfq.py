@@ -216,6 +216,20 @@ class CodebookUsage:
     def reset(self) -> None:
         self.counts.zero_()
 
+    def group_entropy_bits(self, groups: list[int]) -> list[float]:
+        """Entropy in bits of each group's sub-code over the ids counted (group j: the next `groups[j]`
+        bits of the id, low bits first, as `LFQConfig.groups` splits them); group j can reach
+        `groups[j]` bits, and their sum bounds the entropy of the whole id from above."""
+        if sum(groups) != self.codebook_size.bit_length() - 1:
+            raise ValueError(f"groups {groups} do not split {self.codebook_size.bit_length() - 1} bits")
+        ids, total, out, offset = torch.arange(self.codebook_size), float(self.counts.sum()), [], 0
+        for bits in groups:
+            sub = torch.bincount((ids >> offset) & ((1 << bits) - 1), weights=self.counts.double(), minlength=1 << bits)
+            p = sub[sub > 0] / total if total else sub[:0]
+            out.append(float(-(p * p.log2()).sum()))
+            offset += bits
+        return out
+
     def result(self) -> dict[str, float]:
         """used (distinct codes seen), usage (their share of all codes), perplexity (exp entropy of the
         id histogram), entropy_bits (log2 perplexity, at most K) and tokens counted."""

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 from videopoet.errors import UserError
-from videopoet.media.codecs import h264_reference
+from videopoet.media import IMAGE_EXTENSIONS
+from videopoet.media.codecs import h264_at_rate, h264_curve, h264_reference
 from videopoet.metrics.video import psnr, ssim
 from videopoet.tokenizers.checkpoint import load_tokenizer, load_tokenizer_config
 from videopoet.tokenizers.video.lfq import CodebookUsage
 from videopoet.tokenizers.video.model import VideoShapeError, VideoTokenizer
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_FPS = 8.0
 TOKENS_FORMAT = "videopoet-video-tokens"
 
@@ -240,10 +240,20 @@ def evaluate_files(
     size: tuple[int, int] | str | None = None,
     start: float = 0.0,
     fps: float | None = None,
+    x264_sweep: bool = False,
 ) -> dict[str, Any]:
     """Score the tokenizer on one clip of each input (images as one frame) against H.264 at the same
     bits per pixel. `frames` None: the model's clip length; `size` None: the model's training size
-    (resize to cover, center crop). Returns JSON-able per-file scores and their means."""
+    (resize to cover, center crop). Returns JSON-able per-file scores and their means.
+
+    Each row has `h264_psnr`, `h264_ssim`, `h264_bits_per_pixel`: x264 (preset medium, whole packets) at
+    the best crf whose rate fits the tokenizer's bpp, or crf 51 when none does. With `x264_sweep` each row
+    also gets x264's rate-distortion curve (`media.codecs.h264_curve`: preset veryslow, payload bits only,
+    from crf 51 down to the first point above twice the tokenizer's bpp) as `x264_curve`, and read off it
+    at the tokenizer's bpp (`h264_at_rate`, linear in log bpp): `x264_psnr_at_bpp`, `x264_ssim_at_bpp`,
+    `x264_reachable` (False when the tokenizer's bpp is below x264's lowest reachable rate; then the two
+    scores are x264's at that lowest rate), `x264_lowest_bpp`, `x264_lowest_psnr`. The mean averages
+    those scalars (`x264_reachable` becomes the fraction of inputs where x264 reaches the rate)."""
     model, train_fps = load_video_tokenizer(ckpt)
     fps = fps or train_fps
     cfg = model.config
@@ -280,9 +290,22 @@ def evaluate_files(
                 "h264_bits_per_pixel": h_bpp,
             }
         )
+        if x264_sweep:
+            curve = h264_curve(clip, fps, max_bpp=2 * bpp)
+            at = h264_at_rate(curve, bpp)
+            rows[-1].update(
+                {
+                    "x264_psnr_at_bpp": at["psnr"],
+                    "x264_ssim_at_bpp": at["ssim"],
+                    "x264_reachable": at["reachable"],
+                    "x264_lowest_bpp": at["lowest"]["bpp"],
+                    "x264_lowest_psnr": at["lowest"]["psnr"],
+                    "x264_curve": curve,
+                }
+            )
     if not rows:
         raise UserError("no inputs to evaluate")
-    keys = [k for k in rows[0] if k not in ("input", "frames", "size")]
+    keys = [k for k in rows[0] if k not in ("input", "frames", "size", "x264_curve")]
     mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     stats = usage.result()
     mean.update(

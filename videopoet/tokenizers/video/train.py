@@ -8,6 +8,8 @@ Losses (MAGVIT-v2 recipe, each weight configurable in `VideoLossConfig`):
   later so it stops fighting reconstruction). These weights replace the model config's LFQ weights;
 - adversarial, from step `disc_start`: the patch discriminator's generator loss times `gan_weight` times
   the VQGAN adaptive weight; the discriminator trains with hinge (or non-saturating) loss plus LeCam.
+Batches of photographs (1-frame videos, MAGVIT-v2's joint image-video training) take every loss but
+the adversarial one: the 3D patch discriminator judges motion as well as texture, and a still has none.
 No perceptual (LPIPS/I3D) loss: it needs pretrained networks, which this project does not download.
 
 Data comes from a `TrainingSource` of video clips (`videopoet.data.sources`): the solver does not know
@@ -133,7 +135,7 @@ class VideoSolver(SolverBase):
             "used_codes": float(quant.used_codes),
             "perplexity": quant.perplexity,
         }
-        if self.gan_on(step):
+        if self.gan_on(step) and batch.shape[2] > 1:
             assert self.discriminator is not None
             self.discriminator.requires_grad_(False)  # the generator step must not touch its weights
             try:
@@ -153,7 +155,7 @@ class VideoSolver(SolverBase):
     def discriminator_loss(
         self, batch: torch.Tensor, aux: Any, step: int
     ) -> tuple[torch.Tensor, dict[str, float]] | None:
-        if not self.gan_on(step):
+        if not self.gan_on(step) or batch.shape[2] == 1:
             return None
         assert self.discriminator is not None
         cfg = self.config.loss

@@ -1,0 +1,76 @@
+"""Video clips from photographs and videos: crops of any aspect, moving photographs, photograph batches,
+fixed validation clips, short videos read faster, and unreadable files skipped with a line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from videopoet.data.media_clips import MediaClipsConfig, MediaFolderClips, moving_photo, random_crop
+from videopoet.data.sources import video_source
+from videopoet.errors import UserError
+from videopoet.media import write_image, write_video
+
+
+def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth colour photo with texture: [1, h, w, 3] uint8."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([127 + 100 * np.sin(x / 7 + k) * np.cos(y / 5 - k) for k in range(3)], -1)
+    return np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)[None]
+
+
+@pytest.mark.parametrize("shape", [(60, 200), (300, 40), (33, 33)])
+def test_random_crop_gives_the_size_from_any_aspect(shape: tuple[int, int]) -> None:
+    out = random_crop(_photo(*shape), (16, 24), np.random.default_rng(0), 0.5)
+    assert out.shape == (1, 16, 24, 3) and out.dtype == np.uint8
+
+
+def test_moving_photo_moves_and_is_reproducible() -> None:
+    photo, cfg = _photo(120, 160), MediaClipsConfig(max_pan=0.5, max_zoom=1.5, max_rotation=5)
+    clips = [moving_photo(photo, 9, (32, 32), np.random.default_rng(s), cfg) for s in range(6)]
+    assert all(c.shape == (9, 32, 32, 3) for c in clips)
+    assert np.array_equal(clips[0], moving_photo(photo, 9, (32, 32), np.random.default_rng(0), cfg))
+    change = [np.abs(c[-1].astype(int) - c[0].astype(int)).mean() for c in clips]
+    assert max(change) > 5  # some clips move noticeably
+    still = MediaClipsConfig(max_pan=0.0, max_zoom=1.0, max_rotation=0.0)
+    clip = moving_photo(photo, 5, (32, 32), np.random.default_rng(1), still)
+    assert all(np.array_equal(clip[0], f) for f in clip)  # no motion asked: every frame the same
+
+
+def _folder(tmp_path: Path) -> Path:
+    root = tmp_path / "media"
+    root.mkdir()
+    write_image(root / "wide.png", _photo(40, 120, 1)[0])
+    write_image(root / "tall.jpg", _photo(150, 50, 2)[0])
+    (root / "broken.png").write_bytes(b"\x89PNG not an image")
+    frames = np.repeat(_photo(48, 64, 3), 12, axis=0)
+    frames = np.stack([np.roll(f, 2 * i, axis=1) for i, f in enumerate(frames)])
+    write_video(root / "short.mp4", frames, 24.0)  # 0.5 s: too short for 9 frames at 8 fps, fine at 18
+    return root
+
+
+def test_folder_clips_mix_photographs_and_videos(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = _folder(tmp_path)
+    source = video_source(root, 9, (32, 48), 8.0, media=MediaClipsConfig(image_share=0.0))
+    assert isinstance(source, MediaFolderClips)
+    assert "skipping broken.png" in capsys.readouterr().err
+    assert sorted(n for n, _ in source.train_photos) == ["tall.jpg", "wide.png"]
+    assert len(source.train_videos) == 1 and source.train_videos[0].fps == pytest.approx(18.0)
+    batch = source.sample(np.random.default_rng(0), 3)
+    assert batch.shape == (3, 3, 9, 32, 48) and batch.min() >= -1 and batch.max() <= 1
+    stills = video_source(root, 9, (32, 48), 8.0, media=MediaClipsConfig(image_share=1.0))
+    assert stills.sample(np.random.default_rng(0), 2).shape == (2, 3, 1, 32, 48)
+    val = source.validation(3)
+    assert val.shape == (3, 3, 9, 32, 48) and torch.equal(val, source.validation(3))
+    names = [n for n, _ in source.validation_items()]
+    assert names[0].startswith("short@") and {"tall", "wide"} <= set(names)
+
+
+def test_a_folder_with_nothing_usable_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(UserError, match="no usable video files or photographs.*broken.jpg"):
+        video_source(tmp_path, 9, (32, 32), 8.0)
