@@ -349,7 +349,7 @@ def _dotted(config: Any, key: str) -> tuple[Any, str]:
     return config, leaf
 
 
-def fit_steps_to_minutes(family: Any, config: Any, source: TrainingSource, minutes: float, schedule_keys: tuple[str, ...] = (), calibration_steps: int = 12) -> dict[str, Any]:
+def fit_steps_to_minutes(family: Any, config: Any, source: TrainingSource, minutes: float, schedule_keys: tuple[str, ...] = (), calibration_steps: int = 30) -> dict[str, Any]:
     """Set `config.train.steps` so training `family` on `source` takes about `minutes`, from seconds per
     step timed on short real runs of fresh solvers (with the discriminator on, too, when the config
     trains one: its share of the run stays the config's `disc_start / steps`). The warm-up and every
