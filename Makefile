@@ -25,9 +25,11 @@ $(STAMP): $(LOCK) pyproject.toml
 	touch $(STAMP)
 
 # Re-resolves every package to its newest release within pyproject.toml's ranges, for every platform and
-# Python >= 3.11. Check a new lock before committing it: make install test demo (docs/install.md).
+# Python >= 3.11. `make lock UPGRADE=` keeps every existing pin and only adds what pyproject.toml newly
+# asks for. Check a new lock before committing it: make install test demo (docs/install.md).
+UPGRADE ?= --upgrade
 lock: install
-	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --upgrade \
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 $(UPGRADE) \
 		--exclude-newer $(LOCK_DATE) --quiet -o $(LOCK)
 
 test: install

@@ -5,6 +5,9 @@ The layout is text-to-video: a text prefix, then 1280 video tokens (5 x 16 x 16 
 randomly initialised (speed does not depend on the weights).
 
     .venv/bin/python benchmarks/bench_sampling.py --presets tiny 300m --out sampling.json
+
+On a GPU each row also gives the peak GPU memory of the preset's three runs; `--out` is rewritten after
+every preset, so a run stopped by a time limit keeps the presets it finished.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def prefix(text_tokens: int) -> torch.Tensor:
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -72,6 +77,9 @@ def main() -> None:
         VOCAB = VOCABS["tiny" if name == "tiny" else "paper"]
         pad, mask = VOCAB.token_id("<pad>"), VOCAB.token_id("<mask>")
         torch.manual_seed(0)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
         model = build_model(PRESETS[name], VOCAB).to(device, dtype).eval()
         p = [prefix(args.text_tokens)]
         lay = layout(args.tokens)
@@ -92,11 +100,12 @@ def main() -> None:
             "maskgit_speedup": ar / mg,
             "ar_tokens_per_s": args.tokens / ar,
             "hf_generate_tokens_per_s": args.tokens / hf,
+            "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
         }
         results.append(row)
         print(" | ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -50,9 +50,10 @@ def _time(fn, repeats: int) -> float:
     return best
 
 
-def bench_speed(presets: list[str], repeats: int) -> list[dict[str, Any]]:
+def bench_speed(presets: list[str], repeats: int, devices: list[str] | None = None) -> list[dict[str, Any]]:
+    """Encode and decode frames/s per preset, device and precision (and the peak GPU memory on CUDA)."""
     rows = []
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = [d for d in devices or ["cpu", "cuda"] if d == "cpu" or torch.cuda.is_available()]
     for name in presets:
         cfg = PRESETS[name]
         torch.manual_seed(0)
@@ -63,6 +64,8 @@ def bench_speed(presets: list[str], repeats: int) -> list[dict[str, Any]]:
             precisions = ["fp32"] + (["bf16"] if device == "cuda" or cpu_has_bf16() else [])
             for precision in precisions:
                 amp = dict(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16")
+                if device == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
                 with torch.autocast(**amp):
                     ids = model.encode_frames(frames)
                     enc = _time(lambda m=model, f=frames: m.encode_frames(f), repeats)
@@ -72,6 +75,7 @@ def bench_speed(presets: list[str], repeats: int) -> list[dict[str, Any]]:
                     "clip": f"{cfg.frames}x{cfg.height}x{cfg.width}", "tokens": int(ids.numel()),
                     "params_M": model.num_parameters() / 1e6,
                     "encode_fps": cfg.frames / enc, "decode_fps": cfg.frames / dec,
+                    "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
                 })  # fmt: skip
                 print(_fmt_row(rows[-1]), flush=True)
     return rows
@@ -163,6 +167,8 @@ def main() -> None:
     s = sub.add_parser("speed")
     s.add_argument("--presets", nargs="+", default=["tiny", "videopoet"], choices=list(PRESETS))
     s.add_argument("--repeats", type=int, default=3)
+    s.add_argument("--devices", nargs="+", default=["cpu", "cuda"], choices=["cpu", "cuda"],
+                   help="where to measure (cuda only where present)")
     s.add_argument("--json", type=Path, default=Path("runs/bench/video_tokenizer_speed.json"))
     q = sub.add_parser("quality")
     q.add_argument("--minutes", type=float, default=10.0)
@@ -173,7 +179,7 @@ def main() -> None:
     if args.cmd == "speed":
         result: Any = {
             "cpu_threads": torch.get_num_threads(),
-            "rows": bench_speed(args.presets, args.repeats),
+            "rows": bench_speed(args.presets, args.repeats, args.devices),
         }
         print(
             f"\n{'preset':<10} {'device':<6} {'prec':<5} {'clip':<11} {'tokens':>6} {'enc f/s':>9} {'dec f/s':>9}"

@@ -7,8 +7,12 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Stop the run before collection when a package does not import (torchaudio built for another torch,
-    say): the doctor's one line, not eleven collection errors with a dlopen traceback each."""
+    """Register the `gpu` mark, then stop the run before collection when a package does not import
+    (torchaudio built for another torch, say): the doctor's one line, not eleven collection errors with a
+    dlopen traceback each."""
+    config.addinivalue_line(
+        "markers", "gpu: needs a CUDA GPU (tests/gpu; skipped without one; benchmarks/gpu_check.sh runs them)"
+    )
     from videopoet.doctor import failures, quick_checks
 
     problems = failures(quick_checks())

@@ -204,6 +204,7 @@ def demo(args: argparse.Namespace) -> None:
     for sampler, acc in report["prompt_accuracy"].items():
         seen, held = (f"{v:.0%}" if v is not None else "-" for v in (acc["seen"], acc["heldout"]))
         print(f"{sampler}: prompt accuracy seen {seen}, held-out {held}, {report['seconds_per_clip'][sampler]:.2f} s per clip")
+    print(f"serve it: videopoet serve --model {args.out / 'model'}  (then open http://127.0.0.1:8000/; docs/serve.md)")
 
 
 def train(args: argparse.Namespace) -> None:
@@ -222,3 +223,35 @@ def export(args: argparse.Namespace) -> None:
 
     meta = export_run(args.run, args.out, checkpoint=args.checkpoint)
     print(f"exported step {meta['step']} of {args.run} to {args.out}")
+
+
+def plan(args: argparse.Namespace) -> None:
+    from videopoet.plan import format_plan, plan_command
+
+    result = plan_command(args.config, list(args.overrides), args.gpus, args.gpu, args.zero, args.offload,
+                          args.seq_len, args.mfu, args.tokens)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print(format_plan(result))
+
+
+def serve(args: argparse.Namespace) -> None:
+    if args.model is None:
+        raise UserError("serve needs --model DIR (a folder written by `videopoet export`)")
+    if min(args.max_queue, args.max_batch, args.rate, args.quota) < 1 or not 0 < args.port < 65536:
+        raise UserError("--max-queue, --max-batch, --rate and --quota must be at least 1, --port 1 to 65535")
+    from videopoet.serve.limits import Limits
+    from videopoet.serve.server import serve as run_server
+
+    limits = Limits(rate_per_minute=args.rate, max_active_per_key=args.quota)
+    run_server(args.model, host=args.host, port=args.port, keys=args.keys, out=args.out,
+               max_queue=args.max_queue, max_batch=args.max_batch, device=args.device, limits=limits)
+
+
+def serve_keys_add(args: argparse.Namespace) -> None:
+    from videopoet.serve.keys import add_key
+
+    key = add_key(args.keys, args.name)
+    print(key)
+    print(f"added key {args.name!r} to {args.keys} (only its hash is stored: keep the key now, it is not shown again)", file=sys.stderr)

@@ -195,6 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--checkpoint", default="auto", help="auto (latest) or a checkpoint folder")
 
+    p = _command(top, "plan", "memory per GPU, largest micro-batch, step time and days to train a config on a cluster",
+                 commands.plan)
+    p.add_argument("--gpus", required=True, type=int, help="GPUs in the cluster")
+    p.add_argument("--gpu", choices=["h100", "h200", "a100", "l40s"], default="h100", help="GPU kind (default h100)")
+    p.add_argument("--zero", type=int, choices=[0, 1, 2, 3], help="ZeRO stage (default: the config's DeepSpeed JSON)")
+    p.add_argument("--offload", action="store_true", default=None, help="offload the optimizer (ZeRO-3: and weights) to CPU")
+    p.add_argument("--seq-len", dest="seq_len", type=int, default=2048, help="tokens per sequence (default 2048)")
+    p.add_argument("--mfu", type=float, default=0.40, help="model FLOPs utilisation assumed (default 0.40)")
+    p.add_argument("--tokens", type=float, default=2e12,
+                   help="training tokens (default 2e12: VideoPoet's ~2 trillion, paper section 5.1)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_config_options(p)
+
     p = _command(top, "doctor", "check that this machine can run videopoet: packages against the lock, native "
                  "libraries, encoders, GPUs or CPU, DeepSpeed, disk (exit 2 with one line per problem)", commands.doctor)
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -205,5 +218,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(top, "demo", "run the whole pipeline on the shapes dataset and write a scored report (make demo)", commands.demo)
     p.add_argument("--out", required=True, type=Path, help="output folder (re-running continues an unfinished demo)")
     _add_config_options(p)
+
+    # `videopoet serve --model DIR ...` serves; `videopoet serve keys add NAME` manages its keys (docs/serve.md).
+    p = _command(top, "serve", "serve a model over HTTP: an API under /v1 and a web page at / (docs/serve.md)", commands.serve)
+    p.add_argument("--model", type=Path, help="model folder written by `videopoet export` (required to serve)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (without --keys: 127.0.0.1 only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--keys", type=Path, help="API keys file (videopoet serve keys add); without it there is no authentication")
+    p.add_argument("--out", type=Path, default=Path("serve-out"), help="jobs database and results (default: serve-out)")
+    p.add_argument("--max-queue", dest="max_queue", type=int, default=64, help="jobs waiting at most; more get 503 (default 64)")
+    p.add_argument("--max-batch", dest="max_batch", type=int, default=8, help="samples in one batched sampler call (1: no batching; default 8)")
+    p.add_argument("--rate", type=int, default=60, help="requests per minute per key; more get 429 (default 60)")
+    p.add_argument("--quota", type=int, default=8, help="queued or running jobs per key; more get 429 (default 8)")
+    p.add_argument("--device", default="cpu", help="torch device of the model, e.g. cuda:0 (default cpu)")
+    serve_sub = p.add_subparsers(title="subcommands", metavar="COMMAND")
+    keys = _group(serve_sub, "keys", "manage the server's API keys")
+    p = _command(keys, "add", "add an API key and print it (once: only its hash is stored)", commands.serve_keys_add)
+    p.add_argument("name", help="who the key is for (letters, digits, _ . @ -)")
+    p.add_argument("--keys", type=Path, default=Path("keys.json"), help="keys file to add it to (default: keys.json)")
 
     return parser

@@ -1,0 +1,132 @@
+"""Jobs on disk: one SQLite file (`jobs.sqlite` in `--out`, stdlib `sqlite3`), results beside it in
+`jobs/ID/`. A job's parameters are stored when it is accepted, its state on every change, so a restart
+lists finished jobs and re-queues the ones that were queued or running."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+FINAL = ("done", "failed", "cancelled")
+DB_FILE = "jobs.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    state TEXT NOT NULL,
+    params TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    queue_s REAL,
+    run_s REAL,
+    batch_size INTEGER,
+    error TEXT,
+    files TEXT NOT NULL DEFAULT '[]',
+    restarts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner, created);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
+"""
+_JSON = ("params", "files")
+
+
+class JobStore:
+    """The jobs table, safe to use from the event loop and the worker thread at once."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.out / DB_FILE, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.out / "jobs" / job_id
+
+    def new_id(self) -> str:
+        return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:10]
+
+    def add(self, job_id: str, owner: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Store a new queued job."""
+        with self._lock:
+            self._db.execute("INSERT INTO jobs (id, owner, state, params, created) VALUES (?, ?, 'queued', ?, ?)",
+                             (job_id, owner, json.dumps(params), time.time()))
+        return self.get(job_id)
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Set columns of a job (`params` and `files` as Python values)."""
+        if not fields:
+            return
+        values = [json.dumps(v) if k in _JSON else v for k, v in fields.items()]
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?", (*values, job_id))
+
+    def set_state(self, job_id: str, state: str, only_from: tuple[str, ...] | None = None, **fields: Any) -> bool:
+        """Move a job to `state` (only from one of `only_from`, when given); False when it was not moved."""
+        assert state in STATES
+        values = [json.dumps(v) if k in _JSON else v for k, v in fields.items()]
+        sets = ", ".join(["state = ?", *(f"{k} = ?" for k in fields)])
+        where, args = "id = ?", [job_id]
+        if only_from:
+            where += f" AND state IN ({', '.join('?' * len(only_from))})"
+            args += list(only_from)
+        with self._lock:
+            cur = self._db.execute(f"UPDATE jobs SET {sets} WHERE {where}", (state, *values, *args))
+        return cur.rowcount == 1
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _row(row) if row is not None else None
+
+    def list(self, owner: str | None = None, limit: int = 50, states: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """Jobs, newest first (of one owner, in some states, when given)."""
+        where, args = [], []
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args += list(states)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created DESC, id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [_row(r) for r in rows]
+
+    def count(self, owner: str | None = None, states: tuple[str, ...] = ("queued", "running")) -> int:
+        sql = f"SELECT COUNT(*) FROM jobs WHERE state IN ({', '.join('?' * len(states))})"
+        args: list[Any] = list(states)
+        if owner is not None:
+            sql += " AND owner = ?"
+            args.append(owner)
+        with self._lock:
+            return int(self._db.execute(sql, args).fetchone()[0])
+
+    def requeue_unfinished(self) -> list[str]:
+        """After a restart: running jobs go back to queued; returns every queued job's id, oldest first."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET state = 'queued', started = NULL, restarts = restarts + 1 WHERE state = 'running'")
+            rows = self._db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY created, id").fetchall()
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _row(row: sqlite3.Row) -> dict[str, Any]:
+    job = dict(row)
+    for k in _JSON:
+        job[k] = json.loads(job[k]) if job[k] is not None else None
+    return job
