@@ -18,6 +18,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
+from videopoet.errors import UserError
 from videopoet.serve.limits import FieldError, check_params
 from videopoet.serve.store import FINAL
 from videopoet.serve.uploads import check_upload, save_upload
@@ -32,7 +33,7 @@ UPLOADS = ("image", "video", "audio")
 _MEDIA = {".mp4": "video/mp4", ".png": "image/png", ".wav": "audio/wav", ".json": "application/json"}
 
 
-class ApiError(Exception):
+class ApiError(UserError):
     """An error answered as JSON with a status, a message, the field it concerns and extra headers."""
 
     def __init__(self, status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None) -> None:

@@ -24,7 +24,7 @@ SAMPLERS = ("ar", "maskgit")
 _SAMPLING_FIELDS = {"steps": "steps", "cfg": "cfg_scale", "temperature": "temperature", "seed": "seed"}
 
 
-class Cancelled(Exception):
+class Cancelled(UserError):
     """Every job of the running batch was cancelled: the sampler stops at its next model call."""
 
 

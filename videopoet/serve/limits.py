@@ -12,6 +12,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from videopoet.errors import UserError
+
 
 @dataclass
 class Limits:
@@ -36,7 +38,7 @@ class Limits:
         return int(self.max_upload_mb * 1024 * 1024)
 
 
-class FieldError(ValueError):
+class FieldError(UserError, ValueError):
     """A request field out of its limits or of the wrong kind (HTTP 422; 400 for a broken upload)."""
 
     def __init__(self, field: str, message: str, status: int = 422) -> None:

@@ -10,13 +10,14 @@ import time
 import traceback
 from typing import Any
 
+from videopoet.errors import UserError
 from videopoet.serve.engine import Cancelled, Engine, Job
 from videopoet.serve.store import JobStore
 
 log = logging.getLogger("videopoet.serve")
 
 
-class QueueFull(Exception):
+class QueueFull(UserError):
     """The queue holds `max_queue` jobs (HTTP 503)."""
 
 
