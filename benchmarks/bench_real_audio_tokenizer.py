@@ -1,6 +1,6 @@
 """Audio tokenizer on real sound: train on a corpus for a time budget, then score it against Opus.
 
-    python benchmarks/bench_real_audio_tokenizer.py --corpus ../shared/corpus --minutes 60 \\
+    python benchmarks/bench_real_audio_tokenizer.py --corpus CORPUS --minutes 60 \\
         [--media DIR ...] [--json FILE] [--out DIR] [--config configs/real-audio.yaml] [--preset videopoet] \\
         [--seconds 30] [--steps N] [--eval-only] [KEY=VALUE ...]
 

@@ -2,7 +2,7 @@
 every val clip (and the clips of extra media folders) against x264's rate-distortion curve on the same
 frames.
 
-    python benchmarks/bench_real_video_tokenizer.py --corpus ../shared/corpus --minutes 60 --size 64 \
+    python benchmarks/bench_real_video_tokenizer.py --corpus CORPUS --minutes 60 --size 64 \
         [--media DIR ...] [--json FILE] [--out DIR] [--config FILE] [--eval-only] [key=value ...]
 
 Training: the `video_tokenizer` and `media_clips` sections of `--config` (default

@@ -269,11 +269,16 @@ class Generator:
         still = "frame" in TASK_SPECS[request.task].outputs  # text-to-image: one frame, written as PNG
         if frames is not None and request.seconds is not None and not still:
             frames, audio = self._extend(request, frames, audio, sampling)
+        return self.write_media(request.task, frames, audio, stem)
+
+    def write_media(self, task: str, frames: np.ndarray | None, audio: np.ndarray | None, stem: Path) -> Path:
+        """One sample's file at `stem` + suffix: WAV (sound only), PNG (text-to-image) or MP4 (with AAC
+        when there is sound), at the model's frame rate and sample rate."""
         if frames is None:
             path = stem.with_suffix(".wav")
             io.write_audio(path, audio, self.audio_tok.sample_rate)
             return path
-        if still:
+        if "frame" in TASK_SPECS[task].outputs:
             path = stem.with_suffix(".png")
             io.write_image(path, frames[0])
             return path

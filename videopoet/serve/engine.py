@@ -220,20 +220,5 @@ class Engine:
         return frames, audio
 
     def write(self, task: str, frames: Any, audio: Any, stem: Path) -> Path:
-        """One row's media file, as `Generator._write` writes it: PNG (text-to-image), WAV (sound only) or MP4."""
-        from videopoet import media as io
-
-        g = self.generator
-        if frames is None:
-            path = stem.with_suffix(".wav")
-            io.write_audio(path, audio, g.audio_tok.sample_rate)
-        elif "frame" in TASK_SPECS[task].outputs:
-            path = stem.with_suffix(".png")
-            io.write_image(path, frames[0])
-        else:
-            path = stem.with_suffix(".mp4")
-            if audio is not None:
-                io.write_video(path, frames, g.fps, audio=audio, sample_rate=g.audio_tok.sample_rate)
-            else:
-                io.write_video(path, frames, g.fps)
-        return path
+        """One row's media file, as `videopoet generate` writes it (`Generator.write_media`)."""
+        return self.generator.write_media(task, frames, audio, stem)
