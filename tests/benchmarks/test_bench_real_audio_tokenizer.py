@@ -93,6 +93,6 @@ def test_end_to_end_on_a_tiny_corpus(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (out / "spectrograms" / row["spectrogram"]).is_file()
     assert set(saved["groups"]) == {"speech", "music"} and len(saved["codebook_usage"]) == 2
     assert saved["targets"]["si_sdr_above_0"] is False and saved["training"]["train"]["steps"] == 2
-    assert saved["plan"]["warmups_cut"] == {"loss.quantizer_start": 1}  # the config's 300 on a 2-step run
+    assert saved["plan"]["warmups_cut"] == {"loss.quantizer_start": 1, "loss.mel_start": 1}  # the config's 1000 and 200 on a 2-step run
     assert "targets on val speech" in err.out and result["out"] == str(out)
     assert load_tokenizer(out, "audio").config.levels == 2

@@ -3,10 +3,12 @@ context span bounds how far an output reaches."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from videopoet.tokenizers.audio.layers import Conv1d, ConvTranspose1d, context_span
+from videopoet.tokenizers.audio.layers import Conv1d, ConvTranspose1d, context_span, fan_in_init
+from videopoet.tokenizers.audio.model import AudioTokenizer, AudioTokenizerConfig
 
 
 def test_lengths_follow_the_stride() -> None:
@@ -39,3 +41,23 @@ def test_context_span_bounds_the_receptive_field() -> None:
         diff = (causal(x) - causal(poked)).abs()[0, 0]
     reach = int(context_span(causal, 1.0))
     assert diff[10] > 0 and torch.all(diff[11 + reach :] == 0) and torch.all(diff[:10] == 0)
+
+
+def test_fan_in_init_keeps_the_signal_scale_where_the_default_shrinks_it() -> None:
+    """A fresh codec with PyTorch's default init outputs a quiet, mostly constant signal (a plateau before
+    it learns); with `init: fan_in` its output is about as loud as its input and centred, also under weight
+    norm."""
+    x = 0.1 * torch.randn(2, 1, 3200)
+    for wn in (False, True):
+        out = {}
+        for init in ("torch", "fan_in"):
+            torch.manual_seed(0)
+            cfg = AudioTokenizerConfig(strides=(4, 4, 5), channels=8, latent_dim=16, causal=False, weight_norm=wn, init=init)
+            with torch.no_grad():
+                out[init] = AudioTokenizer(cfg)(x, quantize=False)[0]
+        assert out["torch"].std() < 0.8 * x.std()
+        assert 0.3 * x.std() < out["fan_in"].std() < 3 * x.std()
+        assert out["fan_in"].mean().abs() < 0.1 * out["fan_in"].std()
+    conv = nn.Conv1d(64, 64, 7)
+    fan_in_init(conv)
+    assert conv.weight.std().item() == pytest.approx((64 * 7) ** -0.5, rel=0.1) and conv.bias.abs().max() == 0

@@ -10,7 +10,7 @@ from videopoet.tokenizers.audio.discriminator import (
     STFTDiscriminatorConfig,
     feature_matching_loss,
 )
-from videopoet.tokenizers.audio.losses import MultiScaleMelLoss, mel_bins, waveform_l1
+from videopoet.tokenizers.audio.losses import MultiScaleMelLoss, mel_bins, waveform_l1, waveform_nmse
 
 
 def tone(n: int = 4000, freq: float = 440.0) -> torch.Tensor:
@@ -61,6 +61,17 @@ def test_waveform_l1():
     assert waveform_l1(x + 0.25, x).item() == pytest.approx(0.25)
     with pytest.raises(ValueError, match="shape"):
         waveform_l1(x, x[..., :50])
+
+
+def test_waveform_nmse_is_scale_free_and_one_for_silence():
+    x = tone(400)
+    assert waveform_nmse(x, x).item() == 0
+    assert waveform_nmse(torch.zeros_like(x), x).item() == pytest.approx(1.0)
+    assert waveform_nmse(torch.zeros_like(x), 0.01 * x).item() == pytest.approx(1.0)  # loudness does not matter
+    assert waveform_nmse(0.5 * x, x).item() == pytest.approx(0.25, rel=1e-5)
+    assert waveform_nmse(x, torch.zeros_like(x)).isfinite()  # a silent target does not divide by zero
+    with pytest.raises(ValueError, match="shape"):
+        waveform_nmse(x, x[..., :50])
 
 
 def test_discriminator_shapes_and_feature_matching():

@@ -73,7 +73,7 @@ def test_ema_moves_codebooks_toward_data():
         pts = centers[torch.arange(4).repeat(50)] + shift + 0.05 * torch.randn(200, 2)
         return pts.T[None]
 
-    q._kmeans_init(batch(0.0)[0].T)
+    q.init_codebooks(batch(0.0)[0].T)
     before = torch.cdist(centers + 1.0, q.codebooks[0]).min(1).values.mean()
     for _ in range(10):
         q(batch(1.0))

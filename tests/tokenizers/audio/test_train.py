@@ -95,6 +95,26 @@ def test_quantizer_and_mel_warm_ups() -> None:
     assert [short.quantizer_on(s) for s in range(3)] == [False, False, True]  # the last step always quantizes
 
 
+def test_quantizer_starts_from_k_means_on_more_batches_and_nmse_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`quantizer_init_vectors` latent vectors (this batch's and extra batches') seed the RVQ, the same ones
+    on every run; the normalized waveform MSE joins the loss with its weight."""
+    config = tiny_config(disc_start=10, mel_start=5, quantizer_start=1, quantizer_init_vectors=100, waveform_nmse_weight=2.0)
+    codebooks = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        solver = AudioSolver(config, training_source(FAMILY, "shapes", config))
+        seen = []
+        init = solver.model.quantizer.init_codebooks
+        monkeypatch.setattr(solver.model.quantizer, "init_codebooks", lambda x, seen=seen, init=init: (seen.append(len(x)), init(x))[1])
+        batch = solver.sample_batch(np.random.default_rng(0))  # 2 crops of 0.25 s: 10 latent vectors
+        loss, logs, _ = solver.generator_loss(batch, step=0)
+        assert loss.item() == pytest.approx(logs["wave_l1"] * config.loss.waveform_l1_weight + 2.0 * logs["wave_nmse"], rel=1e-5)
+        solver.generator_loss(batch, step=1)
+        assert seen == [100] and bool(solver.model.quantizer.initialized)
+        codebooks.append(solver.model.quantizer.codebooks.clone())
+    assert torch.equal(*codebooks)
+
+
 def test_run_shorter_than_the_quantizer_warm_up_saves_initialised_codebooks(tmp_path: Path) -> None:
     fit(tiny_config(steps=2, disc_start=10, quantizer_start=50), tmp_path / "run")
     assert bool(load_tokenizer(tmp_path / "run", "audio").quantizer.initialized)
@@ -103,8 +123,13 @@ def test_run_shorter_than_the_quantizer_warm_up_saves_initialised_codebooks(tmp_
 def test_loss_schedule_validation() -> None:
     with pytest.raises(ValueError, match="quantizer_start"):
         AudioLossConfig(quantizer_start=-1)
-    with pytest.raises(ValueError, match="mel_start > 0 needs waveform_l1_weight"):
+    with pytest.raises(ValueError, match="mel_start > 0 needs a waveform loss"):
         AudioLossConfig(mel_start=5, waveform_l1_weight=0.0)
+    AudioLossConfig(mel_start=5, waveform_l1_weight=0.0, waveform_nmse_weight=1.0)  # either waveform loss will do
+    with pytest.raises(ValueError, match="all 0"):
+        AudioLossConfig(mel_weight=0.0, waveform_l1_weight=0.0)
+    with pytest.raises(ValueError, match="quantizer_init_vectors"):
+        AudioLossConfig(quantizer_init_vectors=-1)
     with pytest.raises(ValueError, match="mel_log_eps"):
         AudioLossConfig(mel_log_eps=0.0)
     with pytest.raises(UserError, match="quantizer_start must be >= 0"):  # from the config file: a clear error

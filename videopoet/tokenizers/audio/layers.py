@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 if TYPE_CHECKING:  # the config lives beside the model; the layers only read it
     from videopoet.tokenizers.audio.model import AudioTokenizerConfig
@@ -129,3 +130,29 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.layers(z)
+
+
+RESIDUAL_INIT_SCALE = 0.1
+
+
+def fan_in_init(module: nn.Module) -> None:
+    """Normal weights with std 1/sqrt(fan_in) and zero biases on every (transposed) convolution, so each
+    layer keeps its input's scale (PyTorch's default shrinks it by about sqrt(3)); the last conv of each
+    residual unit starts scaled down (`RESIDUAL_INIT_SCALE`) so the units start near identity instead of
+    adding their variance to the stream's, and a fresh codec's output is about as loud as its input."""
+    residual_outputs = {id(r.pointwise.conv) for r in module.modules() if isinstance(r, ResidualUnit)}
+    for m in module.modules():
+        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+            with torch.no_grad():
+                fan_in = m.weight.shape[1 if isinstance(m, nn.Conv1d) else 0] * m.weight.shape[-1]
+                if isinstance(m, nn.ConvTranspose1d):
+                    fan_in //= m.stride[0]  # each output sample sums kernel / stride taps per input channel
+                weight = torch.randn_like(m.weight) * fan_in**-0.5
+                if id(m) in residual_outputs:
+                    weight = weight * RESIDUAL_INIT_SCALE
+                if parametrize.is_parametrized(m, "weight"):
+                    m.weight = weight  # weight norm: sets its direction and gain through its right inverse
+                else:
+                    m.weight.copy_(weight)
+                if m.bias is not None:
+                    m.bias.zero_()

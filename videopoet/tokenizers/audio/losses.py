@@ -1,4 +1,4 @@
-"""Reconstruction losses of the audio codec: multi-scale mel-spectrogram L1 and waveform L1.
+"""Reconstruction losses of the audio codec: multi-scale mel-spectrogram L1, waveform L1 and normalized MSE.
 
 The mel loss compares mel spectrograms at several window sizes (2^6..2^11 samples by default): short
 windows judge timing, long ones pitch. At each scale it adds L1 on the linear (magnitude) mel spectrogram,
@@ -94,3 +94,13 @@ def waveform_l1(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if recon.shape != target.shape:
         raise ValueError(f"recon {tuple(recon.shape)} and target {tuple(target.shape)} differ in shape")
     return (recon.float() - target.float()).abs().mean()
+
+
+def waveform_nmse(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared sample difference over the target's mean power: 1 for silence, 0 for a perfect copy,
+    whatever the loudness. Unlike L1, whose minimum for a noisy guess is near silence, it rewards any
+    reconstruction in phase with the input, so a fresh codec leaves its silent start at once (SI-SDR > 0)."""
+    if recon.shape != target.shape:
+        raise ValueError(f"recon {tuple(recon.shape)} and target {tuple(target.shape)} differ in shape")
+    target = target.float()
+    return (recon.float() - target).pow(2).mean() / target.pow(2).mean().clamp(min=1e-8)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from videopoet.errors import UserError
-from videopoet.tokenizers.audio.layers import Decoder, Encoder, context_span
+from videopoet.tokenizers.audio.layers import Decoder, Encoder, context_span, fan_in_init
 from videopoet.tokenizers.audio.rvq import ResidualVQ, RVQConfig
 
 SAMPLE_RATES = (16000, 24000)
@@ -57,6 +57,10 @@ class AudioTokenizerConfig:
     kernel_size: int = 7  # first/last conv and residual-unit kernels
     dilations: tuple[int, ...] = (1, 3, 9)  # one residual unit per dilation in every block
     weight_norm: bool = True  # weight normalization on every conv (stabilises adversarial training)
+    # conv weight init: "torch" (PyTorch's default, ~1/sqrt(3 fan_in): each conv shrinks the signal, so a fresh
+    # codec outputs near silence and sits on a plateau before it learns), or "fan_in" (normal, std
+    # 1/sqrt(fan_in), zero bias: the signal keeps its scale through the stack and real speech trains at once)
+    init: Literal["torch", "fan_in"] = "torch"
     # RVQ
     ema_decay: float = 0.99
     dead_code_threshold: float = 1.0  # restart codes used by fewer than this many vectors per batch (EMA)
@@ -83,6 +87,8 @@ class AudioTokenizerConfig:
             raise ValueError(f"kernel_size must be odd and positive, got {self.kernel_size}")
         if self.commitment_weight < 0:
             raise ValueError(f"commitment_weight must be >= 0, got {self.commitment_weight}")
+        if self.init not in ("torch", "fan_in"):
+            raise ValueError(f"init must be 'torch' or 'fan_in', got {self.init!r}")
         self.rvq_config()  # validates levels, codebook_size, ema_decay, thresholds
 
     def rvq_config(self) -> RVQConfig:
@@ -185,6 +191,8 @@ class AudioTokenizer(nn.Module):
         self.encoder = Encoder(config)
         self.quantizer = ResidualVQ(config.rvq_config())
         self.decoder = Decoder(config)
+        if config.init == "fan_in":
+            fan_in_init(self)
 
     @property
     def hop(self) -> int:
@@ -259,6 +267,11 @@ class AudioTokenizer(nn.Module):
         return self.quantizer.encode(self.encoder(wav), n_levels)
 
     @torch.no_grad()
+    def latent_vectors(self, wav: torch.Tensor) -> torch.Tensor:
+        """The encoder's latent vectors [B * frames, D] of wav [B, 1, N] (what the RVQ quantizes)."""
+        z = self.encoder(self._pad_to_hop(check_waveform(wav)))
+        return z.float().transpose(1, 2).reshape(-1, z.shape[1])
+
     def encode(self, wav: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
         """Codes [B, n_levels or L, N // hop] int64 of wav [B, 1, N]; never updates the codebooks."""
         wav = check_waveform(wav)

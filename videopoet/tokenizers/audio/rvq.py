@@ -197,7 +197,7 @@ class ResidualVQ(nn.Module):
         with torch.autocast(z.device.type, enabled=False):
             x = self._rows(z)
             if self.training and not bool(self.initialized):
-                self._kmeans_init(x.detach())
+                self.init_codebooks(x.detach())
             if self.training and n_levels is None and self.config.quantizer_dropout > 0:
                 drop = torch.rand(B, device=z.device) < self.config.quantizer_dropout
                 random_n = torch.randint(1, self.levels + 1, (B,), device=z.device)
@@ -239,8 +239,9 @@ class ResidualVQ(nn.Module):
         )
 
     @torch.no_grad()
-    def _kmeans_init(self, x: torch.Tensor) -> None:
-        """Initialise every level by k-means on the residuals of this (first) batch."""
+    def init_codebooks(self, x: torch.Tensor) -> None:
+        """Initialise every level by k-means on the residuals of the latent vectors x [N, D] (the first
+        training batch's, unless the trainer gives more)."""
         residual = x.clone()
         for level in range(self.levels):
             centroids, counts = kmeans(residual, self.codebook_size, self.config.kmeans_iters)

@@ -2,7 +2,8 @@
 shared loop (`videopoet.tokenizers.trainer.train_tokenizer`) runs.
 
 Generator loss = mel_weight * multi-scale mel L1 (from step `mel_start` on) + waveform_l1_weight * waveform
-L1 + RVQ commitment (the model's `commitment_weight`) and, from step `disc_start` on, gan_weight * hinge
+L1 + waveform_nmse_weight * waveform MSE over the signal's power + RVQ commitment (the model's
+`commitment_weight`) and, from step `disc_start` on, gan_weight * hinge
 adversarial loss of the multi-scale STFT discriminator + feature_matching_weight * its relative feature
 matching. The discriminator trains with the hinge loss from `disc_start` on (before that it is skipped).
 
@@ -35,7 +36,7 @@ from videopoet.tokenizers.audio.discriminator import (
     STFTDiscriminatorConfig,
     feature_matching_loss,
 )
-from videopoet.tokenizers.audio.losses import MultiScaleMelLoss, waveform_l1
+from videopoet.tokenizers.audio.losses import MultiScaleMelLoss, waveform_l1, waveform_nmse
 from videopoet.tokenizers.audio.model import AudioTokenizer, AudioTokenizerConfig
 from videopoet.tokenizers.audio.rvq import codebook_usage
 from videopoet.tokenizers.trainer import FamilyTrainingConfig, SolverBase, TrainingSource, train_tokenizer
@@ -49,6 +50,7 @@ class AudioLossConfig:
     mel_weight: float = 1.0
     mel_windows: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)  # multi-scale mel window sizes
     waveform_l1_weight: float = 0.1
+    waveform_nmse_weight: float = 0.0  # waveform MSE over the signal's power (losses.waveform_nmse)
     gan_weight: float = 1.0  # 0 turns the adversarial losses and the discriminator off
     feature_matching_weight: float = 3.0
     disc_start: int = 2000  # step at which the adversarial losses switch on
@@ -56,24 +58,30 @@ class AudioLossConfig:
     mel_log_eps: float = 1e-5  # floor added to the mel magnitudes before the log (of the log-mel term)
     quantizer_start: int = 0  # steps of plain-autoencoder warm-up before the RVQ initialises and switches on
     # (at the latest on the run's last step, so the saved codec always has initialised codebooks)
+    quantizer_init_vectors: int = 0  # latent vectors the RVQ's k-means starts from: 0 = the first quantized
+    # batch's own; more draws extra training batches (8 crops of 0.5 s give 200, too few for 1024 codes)
 
     def __post_init__(self) -> None:
         self.mel_windows = tuple(self.mel_windows)
-        weights = ("mel_weight", "waveform_l1_weight", "gan_weight", "feature_matching_weight")
+        weights = ("mel_weight", "waveform_l1_weight", "waveform_nmse_weight", "gan_weight", "feature_matching_weight")
         bad = [w for w in weights if getattr(self, w) < 0]
         if bad:
             raise ValueError(f"loss weights must be non-negative: {', '.join(bad)}")
-        if self.mel_weight == 0 and self.waveform_l1_weight == 0:
-            raise ValueError("mel_weight and waveform_l1_weight are both 0: nothing would teach reconstruction")
-        for name in ("disc_start", "mel_start", "quantizer_start"):
+        if self.mel_weight == 0 and self.waveform_weight == 0:
+            raise ValueError("mel_weight, waveform_l1_weight and waveform_nmse_weight are all 0: nothing would teach reconstruction")
+        for name in ("disc_start", "mel_start", "quantizer_start", "quantizer_init_vectors"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.mel_start > 0 and self.waveform_l1_weight == 0:
-            raise ValueError("mel_start > 0 needs waveform_l1_weight > 0: nothing would teach reconstruction before it")
+        if self.mel_start > 0 and self.waveform_weight == 0:
+            raise ValueError("mel_start > 0 needs a waveform loss weight > 0: nothing would teach reconstruction before it")
         if not self.mel_log_eps > 0:
             raise ValueError(f"mel_log_eps must be positive, got {self.mel_log_eps}")
         if not self.mel_windows or min(self.mel_windows) < 16:
             raise ValueError(f"mel_windows must be window sizes >= 16, got {list(self.mel_windows)}")
+
+    @property
+    def waveform_weight(self) -> float:
+        return self.waveform_l1_weight + self.waveform_nmse_weight
 
     @property
     def adversarial(self) -> bool:
@@ -137,14 +145,32 @@ class AudioSolver(SolverBase):
         lc = self.config.loss
         l1 = waveform_l1(recon, wav)
         rec, logs = lc.waveform_l1_weight * l1, {"wave_l1": l1.item()}
+        if lc.waveform_nmse_weight > 0:
+            nmse = waveform_nmse(recon, wav)
+            rec = rec + lc.waveform_nmse_weight * nmse
+            logs["wave_nmse"] = nmse.item()
         if self.mel_on(step):
             mel = self.mel_loss.to(wav.device)(recon, wav)
             rec = rec + lc.mel_weight * mel
             logs["mel"] = mel.item()
         return rec, logs
 
+    @torch.no_grad()
+    def init_quantizer(self, batch: torch.Tensor, step: int) -> None:
+        """K-means of the RVQ on `loss.quantizer_init_vectors` latent vectors: this batch's and those of
+        extra training batches (drawn from a generator seeded by the step, so a resumed run draws the same)."""
+        want = self.config.loss.quantizer_init_vectors
+        rng = np.random.default_rng([self.config.train.seed, step])
+        rows = [self.model.latent_vectors(batch)]
+        while sum(len(r) for r in rows) < want:
+            rows.append(self.model.latent_vectors(self.sample_batch(rng).to(batch.device)))
+        self.model.quantizer.init_codebooks(torch.cat(rows)[:want])
+
     def generator_loss(self, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float], Any]:
-        recon, out = self.model(batch, quantize=self.quantizer_on(step))
+        quantize = self.quantizer_on(step)
+        if quantize and self.config.loss.quantizer_init_vectors and not bool(self.model.quantizer.initialized):
+            self.init_quantizer(batch, step)
+        recon, out = self.model(batch, quantize=quantize)
         rec, logs = self._reconstruction_loss(recon, batch, step)
         loss = rec + out.commitment_loss
         logs.update(rec=rec.item(), commitment=out.commitment_loss.item())
