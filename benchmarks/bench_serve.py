@@ -1,6 +1,7 @@
 """`videopoet serve` under load: clips per second, p50 / p95 latency and queue wait from C concurrent
-clients (C = 1, 4, 16), with batching (`--max-batch 16`) and without (`--max-batch 1`), per sampler; and the
-server process's peak memory.
+clients (C = 1, 4, 16), with batching (`--max-batch 16`) and without (`--max-batch 1`), per sampler; the
+batch's run (sampling, decoding, writing) and the rest of each request's latency (HTTP, events, database);
+and the server process's peak memory.
 
 The server is a real `videopoet serve` process on 127.0.0.1. The model is `--model DIR` (e.g. the demo's
 `runs/demo/model`) or, by default, a random model of the demo's shape (`serve.tiny.DEMO_SHAPE`: 17x32x32
@@ -81,7 +82,8 @@ def one_request(url: str, task: str, sampler: str, prompt: str, seed: int) -> di
                     break
     if job["state"] != "done":
         raise RuntimeError(f"job {job['id']} {job['state']}: {job.get('error')}")
-    return {"latency_s": time.perf_counter() - started, "queue_s": job["timings"]["queue_s"], "batch_size": job["batch_size"]}
+    return {"latency_s": time.perf_counter() - started, "queue_s": job["timings"]["queue_s"], "run_s": job["timings"]["run_s"],
+            "batch_size": job["batch_size"]}
 
 
 def load(url: str, clients: int, requests: int, task: str, sampler: str) -> dict:
@@ -113,13 +115,16 @@ def load(url: str, clients: int, requests: int, task: str, sampler: str) -> dict
     wall = time.perf_counter() - started
     lat = sorted(r["latency_s"] for r in results)
     queue = sorted(r["queue_s"] for r in results)
+    # what is neither waiting nor the batch's run (sampling, decoding, writing): HTTP, events, the database
+    overhead = sorted(r["latency_s"] - r["queue_s"] - r["run_s"] for r in results)
 
     def pct(xs: list[float], q: float) -> float:
         return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))] if xs else float("nan")
 
     return {"clients": clients, "requests": requests, "done": len(results), "errors": errors[:3], "wall_s": wall,
             "clips_per_s": len(results) / wall, "p50_s": pct(lat, 0.5), "p95_s": pct(lat, 0.95),
-            "queue_p50_s": pct(queue, 0.5), "queue_p95_s": pct(queue, 0.95),
+            "queue_p50_s": pct(queue, 0.5), "queue_p95_s": pct(queue, 0.95), "run_p50_s": pct(sorted(r["run_s"] for r in results), 0.5),
+            "overhead_p50_s": pct(overhead, 0.5),
             "mean_batch": statistics.fmean(r["batch_size"] for r in results) if results else float("nan")}
 
 
@@ -159,7 +164,8 @@ def main() -> None:
                     row["server_peak_mb"] = peak_rss_mb(proc.pid)
                     rows.append(row)
                     print(f"{sampler:8} batch<={max_batch:<3} C={clients:<3} {row['clips_per_s']:6.2f} clips/s  p50 {row['p50_s']:6.2f} s  "
-                          f"p95 {row['p95_s']:6.2f} s  queue p50 {row['queue_p50_s']:6.2f} s  mean batch {row['mean_batch']:4.1f}  "
+                          f"p95 {row['p95_s']:6.2f} s  queue p50 {row['queue_p50_s']:6.2f} s  batch run p50 {row['run_p50_s']:5.2f} s  "
+                          f"other p50 {row['overhead_p50_s']:5.2f} s  mean batch {row['mean_batch']:4.1f}  "
                           f"server {row['server_peak_mb']:.0f} MB" + (f"  errors {row['errors']}" if row["errors"] else ""), flush=True)
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -26,4 +26,5 @@ def test_bench_serve_smoke(tmp_path: Path) -> None:
     assert [(r["max_batch"], r["clients"]) for r in rows] == [(1, 2), (2, 2)]
     assert all(r["done"] == 4 and not r["errors"] and r["clips_per_s"] > 0 and r["p95_s"] >= r["p50_s"] > 0 for r in rows)
     assert rows[0]["mean_batch"] == 1.0 and rows[0]["server_peak_mb"] > 0
+    assert all(0 < r["run_p50_s"] < r["p50_s"] and r["overhead_p50_s"] > -0.05 for r in rows)
     assert "| maskgit | 2 | <= 2 |" in out.stdout

@@ -26,13 +26,13 @@ def engine(tiny_model: Path):
 
 @pytest.fixture
 def make_service(engine, tmp_path: Path) -> Callable:
-    """`make_service(out=None, keys=None, run_worker=True, **limits)` -> a `Service` (not started)."""
+    """`make_service(out=None, keys=None, run_worker=True, retention=None, **limits)` -> a `Service` (not started)."""
     from videopoet.serve.limits import Limits
     from videopoet.serve.server import Service
 
-    def make(out: Path | None = None, keys=None, run_worker: bool = True, batch_wait_s: float = 0.05, **limits):
+    def make(out: Path | None = None, keys=None, run_worker: bool = True, batch_wait_s: float = 0.05, retention=None, **limits):
         return Service(engine, out or tmp_path / "out", keys, Limits(**limits), run_worker=run_worker,
-                       batch_wait_s=batch_wait_s, drain_s=60, model_name="tiny")
+                       batch_wait_s=batch_wait_s, drain_s=60, model_name="tiny", retention=retention)
 
     return make
 

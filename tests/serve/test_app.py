@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from videopoet.errors import UserError
 from videopoet.serve.app import create_app
 
 
@@ -33,7 +34,7 @@ def test_health_and_model(client: TestClient) -> None:
     assert model["clip"]["frames"] == 9 and model["clip"]["height"] == 32 and model["clip"]["fps"] == 8.0
     assert set(model["samplers"]) == {"ar", "maskgit"} and model["samplers"]["maskgit"]["steps"] == 3
     assert model["vocabulary"]["video"] > 0 and model["vocabulary"]["text"] == 300
-    assert client.get("/docs").status_code == 200 and "/v1/generations" in client.get("/openapi.json").json()["paths"]
+    assert "/v1/generations" in client.get("/openapi.json").json()["paths"]
     assert "<title>" in client.get("/").text
 
 
@@ -117,6 +118,46 @@ def test_field_errors_name_the_field(make_service, tiny_model: Path) -> None:
         assert not any((service.store.out / "jobs").glob("*")) if (service.store.out / "jobs").exists() else True
 
 
+def test_inpainting_and_outpainting_take_a_box(client: TestClient, wait, tiny_model: Path) -> None:
+    """Every option of `videopoet generate` is a field: the in/outpainting box (and top-k/p, choice temperature)."""
+    model = client.get("/v1/model").json()
+    assert model["tasks"]["video_inpainting"]["box"] == [0.25, 0.25, 0.5, 0.5] and model["tasks"]["text_to_video"]["box"] is None
+    clip = next((tiny_model.parent / "shapes" / "clips").glob("*.mp4"))
+    video = {"video": ("clip.mp4", clip.read_bytes(), "video/mp4")}
+    inpaint = submit(client, task="video_inpainting", box="0, 0.5, 0.5, 0.5", top_k=50, top_p=0.9, choice_temperature=2.0, files=video)
+    outpaint = submit(client, task="video_outpainting", files=video)  # no box: the task's default
+    assert inpaint.status_code == 202 and outpaint.status_code == 202, (inpaint.text, outpaint.text)
+    for r, box in ((inpaint, [0.0, 0.5, 0.5, 0.5]), (outpaint, None)):
+        done = wait(client, r.json()["id"])
+        assert done["state"] == "done" and done["params"]["box"] == box and done["files"][0]["kind"] == "video", done
+        sidecar = client.get(done["files"][0]["sidecar"]).json()
+        assert sidecar["box"] == (box or model["tasks"]["video_outpainting"]["box"])
+    settings = client.get(wait(client, inpaint.json()["id"])["files"][0]["sidecar"]).json()["settings"]
+    assert (settings["top_k"], settings["top_p"], settings["choice_temperature"]) == (50, 0.9, 2.0)
+    for fields, message in [({"box": "0,0,0.5,0.5"}, "text_to_video takes no box"),
+                            ({"task": "video_inpainting", "box": "0.5,0.5", "files": video}, "four numbers"),
+                            ({"task": "video_inpainting", "box": "0.6,0,0.5,0.5", "files": video}, "inside the frame"),
+                            ({"top_p": 2}, "top_p: must be in (0, 1]")]:
+        r = submit(client, **fields)
+        assert r.status_code == 422 and r.json()["field"] == next(k for k in ("box", "top_p") if k in fields), r.text
+        assert message in r.json()["detail"], r.text
+
+
+def test_docs_need_no_cdn(client: TestClient) -> None:
+    """/docs (Swagger UI) and /redoc load their scripts and styles from the app itself: they work offline."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        refs = re.findall(r"""(?:src|href)=["']([^"']+)""", html)
+        assert refs and all(ref.startswith("/") and not ref.startswith("//") for ref in refs), (page, refs)
+        assert "http://" not in html and "https://" not in html, page
+        for ref in refs:
+            r = client.get(ref)
+            assert r.status_code == 200 and len(r.content) > 1000, ref
+    assert '"validatorUrl": null' in client.get("/docs").text  # nothing is sent to validator.swagger.io
+
+
 def test_wrong_image_size_is_422(client: TestClient) -> None:
     r = submit(client, task="image_to_video", files={"image": ("big.png", _png(64, 48), "image/png")})
     assert r.status_code == 422 and r.json()["field"] == "image" and "48x64" in r.json()["detail"]
@@ -197,3 +238,53 @@ def test_restart_keeps_results_and_finishes_queued_jobs(make_service, tmp_path: 
         assert client.get(done["files"][0]["url"]).status_code == 200
         for job_id in (queued, interrupted):
             assert wait(client, job_id)["state"] == "done"
+
+
+def test_quota_holds_under_concurrent_submits(make_service, monkeypatch) -> None:
+    """Submits of one key at once: the quota check and the insert are one transaction, so no more than the
+    quota get in, even while each request spends time between the early check and the insert."""
+    import threading
+    import time
+
+    service = make_service(run_worker=False, max_active_per_key=2)
+    check = service.engine.check
+    monkeypatch.setattr(service.engine, "check", lambda params: (time.sleep(0.3), check(params)))  # a slow upload probe, say
+    with TestClient(create_app(service)) as client:
+        start, codes = threading.Barrier(6), []
+
+        def one(i: int) -> None:
+            start.wait()
+            codes.append(submit(client, seed=i).status_code)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(codes) == [202, 202, 429, 429, 429, 429]
+        assert len(client.get("/v1/generations").json()["generations"]) == 2
+        assert not [p for p in (service.store.out / "jobs").glob("*")] if (service.store.out / "jobs").exists() else True
+
+
+def test_retention_deletes_old_finished_jobs(make_service, wait, tmp_path: Path) -> None:
+    """The server prunes periodically: a job that finished longer than --keep-days ago goes, rows and files."""
+    import time
+
+    from videopoet.serve.server import Retention
+
+    service = make_service(retention=Retention(keep_days=2, every_s=0.05))
+    with TestClient(create_app(service)) as client:
+        old, new = (wait(client, submit(client, seed=i).json()["id"]) for i in (1, 2))
+        assert service.store.job_dir(old["id"]).is_dir()
+        service.store.update(old["id"], finished=old["timings"]["finished"] - 3 * 86400)  # as if 3 days ago
+        deadline = time.monotonic() + 10
+        while client.get(old["links"]["self"]).status_code != 404:
+            assert time.monotonic() < deadline, "the old job was not pruned"
+            time.sleep(0.05)
+        assert not service.store.job_dir(old["id"]).exists()
+        assert client.get(new["files"][0]["url"]).status_code == 200
+        service.retention = Retention(keep_days=0, max_jobs=1)
+        assert service.prune() == []  # one finished job left: within --max-jobs 1
+    assert not Retention(keep_days=0, max_jobs=0).active
+    with pytest.raises(UserError):
+        Retention(keep_days=-1)

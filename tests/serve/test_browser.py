@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,12 @@ def test_prompt_to_video_in_the_page(browser, live_server: dict, tmp_path: Path)
     wait = WebDriverWait(browser, 180, poll_frequency=0.2)
     browser.get(live_server["url"] + "/")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#task option[value=text_to_video_audio]"))
-    Select(browser.find_element(By.ID, "task")).select_by_value("text_to_video_audio")
+    task = Select(browser.find_element(By.ID, "task"))
+    task.select_by_value("video_outpainting")  # a task with a box: its four fields, preset to the task's box
+    assert browser.find_element(By.ID, "region").is_displayed() and browser.find_element(By.ID, "upload").is_displayed()
+    assert [browser.find_element(By.ID, f"box-{k}").get_attribute("value") for k in ("top", "left", "height", "width")] == ["0.25"] * 2 + ["0.5"] * 2
+    task.select_by_value("text_to_video_audio")
+    assert not browser.find_element(By.ID, "region").is_displayed()
     prompt = browser.find_element(By.ID, "prompt")
     prompt.click()
     prompt.send_keys("a red circle moving left")
@@ -61,10 +67,31 @@ def test_prompt_to_video_in_the_page(browser, live_server: dict, tmp_path: Path)
     job_id = link.get_attribute("href").split("/v1/generations/")[1].split("/")[0]
     item = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#gallery li[data-id='{job_id}'][data-state=done]"))
     assert "a red circle moving left" in item[0].text
+    # the screenshot shows the finished page: every video loaded (no loading spinner), the gallery in view
+    wait.until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('video')].every(v => v.readyState >= 2 && v.networkState !== 2);"))
+    time.sleep(3)  # Chromium's loading spinner fades out only at the end of its animation cycle, after the load
+    height = browser.execute_script("return document.documentElement.scrollHeight;")
+    browser.set_window_size(1100, min(2400, height + 140))
+    browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0);")
     shot = tmp_path / "serve-page.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 0
     if os.environ.get("SERVE_SCREENSHOT"):
         shutil.copyfile(shot, os.environ["SERVE_SCREENSHOT"])
+
+
+def test_api_docs_render_offline(browser, live_server: dict) -> None:
+    """/docs draws the API with Swagger UI, every script and style coming from the server itself."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url = live_server["url"]
+    browser.get(url + "/docs")
+    paths = WebDriverWait(browser, 60, poll_frequency=0.2).until(
+        lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")] or None)
+    assert any("/v1/generations" in p for p in paths)
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(r => r.name);")
+    assert resources and all(r.startswith(url + "/") for r in resources), resources
 
 
 def test_the_page_asks_for_a_key(browser, keyed_server: dict) -> None:

@@ -63,7 +63,7 @@ def test_a_bad_input_fails_only_its_job(engine, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("task", ["text_to_video_audio", "text_to_image", "video_to_audio"])
 def test_batch_decoding_matches_generate_row_by_row(engine, tiny_model: Path, tmp_path: Path, task: str) -> None:
-    """The batched decode gives the media `Generator._write` gives for each row (to a rounding step)."""
+    """The batched decode gives the media `Generator.write` gives for each row (to a rounding step)."""
     import torch
 
     from videopoet import media
@@ -72,12 +72,12 @@ def test_batch_decoding_matches_generate_row_by_row(engine, tiny_model: Path, tm
     clip = next((tiny_model.parent / "shapes" / "clips").glob("*.mp4"))
     req = engine.request(params(task=task, inputs={"video": str(clip)} if task == "video_to_audio" else {}))
     cond, _ = g.prefixes(req, req.sampling)
-    layout = g.builder.output_layout(task, g.latent, g._audio_shape())
-    content = g._sample("maskgit", [torch.tensor(cond)] * 3, layout, req.sampling)
+    layout = g.builder.output_layout(task, g.latent, g.audio_shape())
+    content = g.sample("maskgit", [torch.tensor(cond)] * 3, layout, req.sampling)
     frames, audio = engine.decode_batch(req, content, layout)
     for r in range(3):
         ours = engine.write(task, None if frames is None else frames[r], None if audio is None else audio[r], tmp_path / f"ours{r}")
-        theirs = g._write(req, content[r], layout, tmp_path / f"theirs{r}", req.sampling)
+        theirs = g.write(req, content[r], layout, tmp_path / f"theirs{r}", req.sampling)
         assert ours.suffix == theirs.suffix
         if ours.suffix == ".wav":
             a, b = (media.read_audio(p, 0.0, 1.0, 16000) for p in (ours, theirs))
@@ -86,3 +86,21 @@ def test_batch_decoding_matches_generate_row_by_row(engine, tiny_model: Path, tm
             a, b = (media.read_clip(p, 0.0, 1, 8.0).astype(int) for p in (ours, theirs))
             assert np.abs(a - b).max() <= 2
     assert engine.decode_batch(engine.request(params(seconds=2.0)), content, layout) is None  # extension: row by row
+
+
+def test_the_box_reaches_the_prefix(engine, tiny_model: Path) -> None:
+    """The in/outpainting box masks the input video's latent grid where it says, as `generate --box` does."""
+    from videopoet.llm.generate import GenerateRequest
+
+    g, mask = engine.generator, engine.generator.vocab.token_id("<mask>")
+    clip = str(next((tiny_model.parent / "shapes" / "clips").glob("*.mp4")))
+    base = params(task="video_inpainting", prompt="", inputs={"video": clip})
+    default, moved = engine.request(base), engine.request({**base, "box": [0.0, 0.0, 0.5, 0.5]})
+    assert default.box == g.builder.default_box("video_inpainting") and moved.box == (0.0, 0.0, 0.5, 0.5)
+    (a, _), (b, _) = (g.prefixes(r, r.sampling) for r in (default, moved))
+    cli, _ = g.prefixes(GenerateRequest("video_inpainting", video=clip, box=(0.0, 0.0, 0.5, 0.5)), moved.sampling)
+    assert a != b and a.count(mask) == b.count(mask) > 0 and b == cli
+    assert engine.request(params()).box is None
+    with pytest.raises(FieldError) as e:
+        engine.check(params(box=[0.0, 0.0, 0.5, 0.5]))
+    assert e.value.field == "box"

@@ -242,11 +242,13 @@ def serve(args: argparse.Namespace) -> None:
     if min(args.max_queue, args.max_batch, args.rate, args.quota) < 1 or not 0 < args.port < 65536:
         raise UserError("--max-queue, --max-batch, --rate and --quota must be at least 1, --port 1 to 65535")
     from videopoet.serve.limits import Limits
+    from videopoet.serve.server import Retention
     from videopoet.serve.server import serve as run_server
 
     limits = Limits(rate_per_minute=args.rate, max_active_per_key=args.quota)
     run_server(args.model, host=args.host, port=args.port, keys=args.keys, out=args.out,
-               max_queue=args.max_queue, max_batch=args.max_batch, device=args.device, limits=limits)
+               max_queue=args.max_queue, max_batch=args.max_batch, device=args.device, limits=limits,
+               retention=Retention(keep_days=args.keep_days, max_jobs=args.max_jobs))
 
 
 def serve_keys_add(args: argparse.Namespace) -> None:

@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", dest="max_batch", type=int, default=8, help="samples in one batched sampler call (1: no batching; default 8)")
     p.add_argument("--rate", type=int, default=60, help="requests per minute per key; more get 429 (default 60)")
     p.add_argument("--quota", type=int, default=8, help="queued or running jobs per key; more get 429 (default 8)")
+    p.add_argument("--keep-days", dest="keep_days", type=float, default=30.0,
+                   help="delete finished jobs (rows and files) this many days after they finished; 0 keeps them (default 30)")
+    p.add_argument("--max-jobs", dest="max_jobs", type=int, default=0, help="keep at most this many finished jobs, the newest (default 0: no limit)")
     p.add_argument("--device", default="cpu", help="torch device of the model, e.g. cuda:0 (default cpu)")
     serve_sub = p.add_subparsers(title="subcommands", metavar="COMMAND")
     keys = _group(serve_sub, "keys", "manage the server's API keys")

@@ -94,7 +94,9 @@ class Generator:
         return float(fps)
 
     # ---- inputs ----------------------------------------------------------------------------------------
-    def _audio_shape(self) -> tuple[int, int]:
+    def audio_shape(self) -> tuple[int, int]:
+        """(levels, frames) of one clip's audio codes: the shape of an audio output block ((0, 0) without
+        an audio tokenizer)."""
         if self.audio_tok is None:
             return (0, 0)
         samples = round(self.frames / self.fps * self.audio_tok.sample_rate)
@@ -166,7 +168,7 @@ class Generator:
                 raise GenerateError("--seconds extends clips with video continuation, which this model was not trained on")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        audio_shape = self._audio_shape()
+        audio_shape = self.audio_shape()
         layout = self.builder.output_layout(request.task, self.latent, audio_shape)
         base = request.sampling or self.default_sampling(request.sampler)
         cond, uncond = self.prefixes(request, base)
@@ -176,9 +178,9 @@ class Generator:
             started = time.perf_counter()
             prefixes = [torch.tensor(cond)]
             unconds = [torch.tensor(uncond)] if uncond is not None else None
-            content = self._sample(request.sampler, prefixes, layout, sampling, unconds)
+            content = self.sample(request.sampler, prefixes, layout, sampling, unconds)
             sample_s = time.perf_counter() - started
-            path = self._write(request, content[0], layout, out_dir / f"{name or f'{request.task}_{request.sampler}'}_{i:03d}", sampling)
+            path = self.write(request, content[0], layout, out_dir / f"{name or f'{request.task}_{request.sampler}'}_{i:03d}", sampling)
             sidecar = {
                 "file": path.name,
                 "prompt": request.prompt,
@@ -193,8 +195,10 @@ class Generator:
             results.append(sidecar)
         return results
 
-    def _sample(self, sampler: str, prefixes: list[torch.Tensor], layout: Any, sampling: SamplingConfig,
-                uncond: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def sample(self, sampler: str, prefixes: list[torch.Tensor], layout: Any, sampling: SamplingConfig,
+               uncond: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """One sampler call (`ar` or `maskgit`) over a batch: each prefix (and its unconditional twin, for
+        guidance) is a row; returns the sampled content ids `[rows, layout.content_length]`."""
         pad, mask = self.vocab.token_id("<pad>"), self.vocab.token_id("<mask>")
         if sampler == "ar":
             return sample_autoregressive(self.model, prefixes, layout, sampling, pad, uncond)
@@ -212,7 +216,7 @@ class Generator:
             if block.open_id == v.token_id("<bov_o>"):
                 video_ids = v.global_to_video(part)
             else:
-                levels, frames = self._audio_shape()
+                levels, frames = self.audio_shape()
                 codes = v.global_to_audio(part.reshape(levels, frames))
                 audio = self.audio_tok.decode_to_waveforms(codes[None])[0]
         if video_ids is None:
@@ -241,7 +245,7 @@ class Generator:
             step = SamplingConfig(**{**asdict(sampling), "seed": sampling.seed + 1000 * round_})
             given = self.video_tok.encode_frames(parts[-1][-overlap:]).numpy()
             prefix = [torch.tensor(self.builder.prefix("video_continuation", self.height, self.width, None, self.vocab.video_to_global(given)))]
-            content = self._sample(request.sampler, prefix, layout, step)
+            content = self.sample(request.sampler, prefix, layout, step)
             ids = np.concatenate([given.reshape(-1), self.vocab.global_to_video(content[0].numpy())])
             clip = self.video_tok.decode_to_frames(ids.reshape(-1, h, w)).numpy()
             parts.append(clip[overlap:])
@@ -258,13 +262,15 @@ class Generator:
         """Video-to-audio on one decoded clip (the sound of an extension)."""
         gvideo = self.vocab.video_to_global(self.video_tok.encode_frames(clip).numpy())
         prefix = [torch.tensor(self.builder.prefix("video_to_audio", self.height, self.width, None, gvideo))]
-        levels, frames = self._audio_shape()
+        levels, frames = self.audio_shape()
         layout = self.builder.output_layout("video_to_audio", self.latent, (levels, frames))
-        content = self._sample("maskgit", prefix, layout, sampling)[0].numpy()
+        content = self.sample("maskgit", prefix, layout, sampling)[0].numpy()
         codes = self.vocab.global_to_audio(content.reshape(levels, frames))
         return self.audio_tok.decode_to_waveforms(codes[None])[0]
 
-    def _write(self, request: GenerateRequest, content: torch.Tensor, layout: Any, stem: Path, sampling: SamplingConfig) -> Path:
+    def write(self, request: GenerateRequest, content: torch.Tensor, layout: Any, stem: Path, sampling: SamplingConfig) -> Path:
+        """One sampled row (`sample`'s content ids) decoded and written at `stem` + suffix, extended to
+        `request.seconds` first when given; returns the file's path."""
         frames, audio = self._decode(request, content, layout)
         still = "frame" in TASK_SPECS[request.task].outputs  # text-to-image: one frame, written as PNG
         if frames is not None and request.seconds is not None and not still:

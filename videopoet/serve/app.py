@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi_offline import FastAPIOffline
 
 from videopoet.errors import UserError
-from videopoet.serve.limits import FieldError, check_params
+from videopoet.serve.limits import FieldError, check_params, parse_box
 from videopoet.serve.store import FINAL
 from videopoet.serve.uploads import check_upload, save_upload
 from videopoet.serve.worker import QueueFull
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "videopoet_key"
+DOCS_STATIC = "/docs-static"  # Swagger UI's and ReDoc's scripts and styles (the fastapi-offline package's)
 UPLOADS = ("image", "video", "audio")
 _MEDIA = {".mp4": "video/mp4", ".png": "image/png", ".wav": "audio/wav", ".json": "application/json"}
 
@@ -88,8 +90,11 @@ def create_app(service: Service) -> FastAPI:
         yield
         await asyncio.get_running_loop().run_in_executor(None, service.stop)
 
-    app = FastAPI(title="videopoet serve", version="1", lifespan=lifespan,
-                  description="Text (+ image / video / audio) to video with sound, from an exported videopoet model.")
+    # FastAPIOffline: FastAPI whose /docs (Swagger UI) and /redoc load their scripts from the app, not a CDN;
+    # no validatorUrl: Swagger UI would otherwise send the schema's address to validator.swagger.io
+    app = FastAPIOffline(title="videopoet serve", version="1", lifespan=lifespan, static_url=DOCS_STATIC,
+                         swagger_ui_parameters={"validatorUrl": None},
+                         description="Text (+ image / video / audio) to video with sound, from an exported videopoet model.")
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, e: ApiError) -> JSONResponse:
@@ -157,9 +162,15 @@ def create_app(service: Service) -> FastAPI:
                steps: Annotated[int | None, Form(description="MaskGIT steps (default: the model's)")] = None,
                cfg: Annotated[float | None, Form(description="classifier-free guidance scale (1: off)")] = None,
                temperature: Annotated[float | None, Form(description="sampling temperature (0: greedy)")] = None,
+               top_k: Annotated[int | None, Form(description="keep the k most likely ids (0: off)")] = None,
+               top_p: Annotated[float | None, Form(description="nucleus sampling (1: off)")] = None,
+               choice_temperature: Annotated[float | None, Form(description="MaskGIT: Gumbel noise on the confidences")] = None,
                seed: Annotated[int | None, Form(description="seed of the first sample")] = None,
                seconds: Annotated[float | None, Form(description="extend videos to this length")] = None,
                num_samples: Annotated[int, Form(description="samples to make")] = 1,
+               box: Annotated[str | None, Form(description="video_inpainting: the box to fill; video_outpainting: the box "
+                                                           "kept. TOP,LEFT,HEIGHT,WIDTH as shares of the frame (default: "
+                                                           "the task's box in GET /v1/model)")] = None,
                image: Annotated[UploadFile | None, File(description="input image (image_to_video)")] = None,
                video: Annotated[UploadFile | None, File(description="input video (continuation, in/outpainting, video_to_audio)")] = None,
                audio: Annotated[UploadFile | None, File(description="input sound (audio_to_video)")] = None) -> JSONResponse:
@@ -168,10 +179,12 @@ def create_app(service: Service) -> FastAPI:
         wait = service.rate.acquire(owner)
         if wait:
             raise ApiError(429, f"rate limit: {service.limits.rate_per_minute} requests per minute per key", "key", {"Retry-After": str(wait)})
-        if service.store.count(owner) >= service.limits.max_active_per_key:
-            raise ApiError(429, f"quota: at most {service.limits.max_active_per_key} queued or running jobs per key", "key", {"Retry-After": "5"})
+        quota = ApiError(429, f"quota: at most {service.limits.max_active_per_key} queued or running jobs per key", "key", {"Retry-After": "5"})
+        if service.store.count(owner) >= service.limits.max_active_per_key:  # early, before reading uploads; add() decides
+            raise quota
         params: dict[str, Any] = {"task": task, "prompt": prompt, "sampler": sampler, "steps": steps, "cfg": cfg,
-                                  "temperature": temperature, "seed": seed, "seconds": seconds, "num_samples": num_samples}
+                                  "temperature": temperature, "top_k": top_k, "top_p": top_p, "choice_temperature": choice_temperature,
+                                  "seed": seed, "seconds": seconds, "num_samples": num_samples, "box": parse_box(box)}
         check_params(params, service.limits)
         service.engine.check(params)
         if not service.worker.has_room():
@@ -194,11 +207,14 @@ def create_app(service: Service) -> FastAPI:
                 shutil.rmtree(folder.parent, ignore_errors=True)
                 raise
             params["inputs"] = {need: str(path)}
-        job = service.store.add(job_id, owner, params)
+        job = service.store.add(job_id, owner, params, max_active=service.limits.max_active_per_key)
+        if job is None:  # another request of the key took the last place meanwhile
+            shutil.rmtree(service.store.job_dir(job_id), ignore_errors=True)
+            raise quota
         try:
             service.worker.submit(job_id)
-        except QueueFull as e:
-            service.store.set_state(job_id, "cancelled", error=str(e), finished=time.time())
+        except QueueFull:
+            service.store.delete(job_id)
             raise ApiError(503, f"the queue is full ({service.limits.max_queue} jobs); try again later", None, {"Retry-After": "10"}) from None
         return JSONResponse(job_view(service, service.store.get(job_id) or job), status_code=202,
                             headers={"Location": f"/v1/generations/{job_id}"})

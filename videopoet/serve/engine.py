@@ -9,8 +9,10 @@ batch with one sample gives what `videopoet generate` gives with the same settin
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,9 @@ from videopoet.serve.limits import FieldError
 from videopoet.vocab import TASKS
 
 SAMPLERS = ("ar", "maskgit")
-_SAMPLING_FIELDS = {"steps": "steps", "cfg": "cfg_scale", "temperature": "temperature", "seed": "seed"}
+# request field -> SamplingConfig field (the options `videopoet generate` takes)
+_SAMPLING_FIELDS = {"steps": "steps", "cfg": "cfg_scale", "temperature": "temperature", "seed": "seed", "top_k": "top_k",
+                    "top_p": "top_p", "choice_temperature": "choice_temperature"}
 
 
 class Cancelled(UserError):
@@ -59,8 +63,8 @@ class Engine:
         """`GET /v1/model`: tasks and their inputs, clip geometry, samplers and their defaults, vocabulary sizes."""
         g, v = self.generator, self.generator.vocab
         return {
-            "tasks": {t: {"prompt": TASK_SPECS[t].text, "input": TASK_SPECS[t].input_media,
-                          "outputs": list(TASK_SPECS[t].outputs)} for t in self.tasks()},
+            "tasks": {t: {"prompt": TASK_SPECS[t].text, "input": TASK_SPECS[t].input_media, "outputs": list(TASK_SPECS[t].outputs),
+                          "box": self.box(t, None)} for t in self.tasks()},
             "clip": {"frames": g.frames, "fps": g.fps, "height": g.height, "width": g.width, "seconds": g.frames / g.fps,
                      "sample_rate": g.audio_tok.sample_rate if g.audio_tok is not None else None},
             "samplers": {s: asdict(g.default_sampling(s)) for s in SAMPLERS},
@@ -90,7 +94,15 @@ class Engine:
         inputs = params.get("inputs") or {}
         return GenerateRequest(task=params["task"], prompt=params.get("prompt") or "", image=inputs.get("image"),
                                video=inputs.get("video"), audio=inputs.get("audio"), sampler=params["sampler"],
-                               sampling=self.sampling(params), num_samples=params.get("num_samples", 1), seconds=params.get("seconds"))
+                               sampling=self.sampling(params), num_samples=params.get("num_samples", 1), seconds=params.get("seconds"),
+                               box=self.box(params["task"], params.get("box")))
+
+    def box(self, task: str, given: list[float] | None) -> tuple[float, float, float, float] | None:
+        """The in/outpainting box (top, left, height, width as shares of the frame) a task uses: the given
+        one, else the model's default (`TaskBuilder.default_box`); None for tasks that mask nothing."""
+        if TASK_SPECS[task].mask is None:
+            return None
+        return tuple(given) if given is not None else self.generator.builder.default_box(task)
 
     def check(self, params: dict[str, Any]) -> None:
         """Raise `FieldError` when the model cannot run the request (before its uploads are looked at)."""
@@ -102,6 +114,9 @@ class Engine:
         if params.get("sampler") not in SAMPLERS:
             raise FieldError("sampler", f"must be ar or maskgit, got {params.get('sampler')!r}")
         spec = TASK_SPECS[task]
+        if params.get("box") is not None and spec.mask is None:
+            masked = [t for t in self.tasks() if TASK_SPECS[t].mask]
+            raise FieldError("box", f"{task} takes no box (only {' and '.join(masked) or 'in/outpainting'} do)")
         if params.get("seconds") is not None:
             if not set(spec.outputs) & {"video", "tail"}:
                 raise FieldError("seconds", f"{task} makes no video to extend")
@@ -147,7 +162,7 @@ class Engine:
         if not rows:
             return results
         first = rows[0][1]
-        layout = g.builder.output_layout(first.task, g.latent, g._audio_shape())
+        layout = g.builder.output_layout(first.task, g.latent, g.audio_shape())
         expected = sampling.steps + 1 if first.sampler == "maskgit" else layout.content_length + 2 * len(layout.blocks)
         calls = [0]
 
@@ -162,46 +177,56 @@ class Engine:
         hook = backbone.register_forward_pre_hook(on_call)
         started = time.perf_counter()
         try:
-            content = g._sample(first.sampler, conds, layout, sampling, unconds or None)
+            content = g.sample(first.sampler, conds, layout, sampling, unconds or None)
         finally:
             hook.remove()
         sample_s = time.perf_counter() - started
         t0 = time.perf_counter()
         decoded = self.decode_batch(first, content, layout)  # None: per row, as `videopoet generate` does
         batch_decode_s = (time.perf_counter() - t0) / len(rows)
-        for r, (job, req, i) in enumerate(rows):
-            if isinstance(results.get(job.id), Exception):
-                continue
+
+        def write_row(r: int, job: Job, req: Any, i: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             stem = job.out_dir / f"{req.task}_{req.sampler}_{i:03d}"
-            try:
-                job.out_dir.mkdir(parents=True, exist_ok=True)
-                if decoded is None:
-                    path = g._write(req, content[r], layout, stem, req.sampling)
-                else:
-                    path = self.write(req.task, decoded[0][r] if decoded[0] is not None else None,
-                                      decoded[1][r] if decoded[1] is not None else None, stem)
-            except UserError as e:
-                results[job.id] = e
-                continue
+            job.out_dir.mkdir(parents=True, exist_ok=True)
+            if decoded is None:
+                path = g.write(req, content[r], layout, stem, req.sampling)
+            else:
+                path = self.write(req.task, decoded[0][r] if decoded[0] is not None else None,
+                                  decoded[1][r] if decoded[1] is not None else None, stem)
             sidecar = {
                 "file": path.name, "job": job.id, "prompt": req.prompt, "task": req.task, "sampler": req.sampler,
-                "settings": asdict(req.sampling), "seed": req.sampling.seed, "sample": i,
+                "settings": asdict(req.sampling), "seed": req.sampling.seed, "sample": i, "box": req.box,
                 "inputs": {k: Path(v).name for k, v in (job.params.get("inputs") or {}).items()},
                 "batch": {"jobs": len(jobs), "rows": len(rows), "row": r, "seed": sampling.seed},
                 "timings": {"sample_s": sample_s, "decode_s": time.perf_counter() - t0 + (batch_decode_s if decoded is not None else 0.0)},
             }
             path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
-            results.setdefault(job.id, []).append(sidecar)
-            if progress is not None:
-                progress(0.8 + 0.2 * (r + 1) / len(rows), calls[0], expected)
+            return sidecar
+
+        # Rows decoded at once are encoded and written by several threads (the encoders release the GIL); rows
+        # that go through `Generator.write` (extensions sample again) stay one at a time.
+        writers = min(len(rows), os.cpu_count() or 1, 8) if decoded is not None else 1
+        with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="videopoet-serve-write") as pool:
+            futures = [(job, pool.submit(write_row, r, job, req, i)) for r, (job, req, i) in enumerate(rows)
+                       if not isinstance(results.get(job.id), Exception)]
+            for n, (job, future) in enumerate(futures):  # in row order: a job's files stay in sample order
+                try:
+                    sidecar = future.result()
+                except UserError as e:
+                    results[job.id] = e
+                    continue
+                if not isinstance(results.get(job.id), Exception):
+                    results.setdefault(job.id, []).append(sidecar)
+                if progress is not None:
+                    progress(0.8 + 0.2 * (n + 1) / len(futures), calls[0], expected)
         return results
 
     # ---- decoding a batch at once ----------------------------------------------------------------------
     def decode_batch(self, request: Any, content: Any, layout: Any) -> tuple[Any, Any] | None:
         """Every row's (frames `[B, T, H, W, 3]` or None, waveforms `[B, N]` or None) from one tokenizer call
         per modality: what `Generator._decode` does row by row. None for the outputs that need more than the
-        sampled ids (continuation's given head, `seconds` extension): those go row by row through `_write`."""
+        sampled ids (continuation's given head, `seconds` extension): those go row by row through `Generator.write`."""
         g, v = self.generator, self.generator.vocab
         if "tail" in TASK_SPECS[request.task].outputs or request.seconds is not None:
             return None
@@ -215,7 +240,7 @@ class Engine:
                 ids = v.global_to_video(part)
                 frames = g.video_tok.decode_to_frames(ids.reshape(batch, -1, h, w)).numpy()
             else:
-                levels, n = g._audio_shape()
+                levels, n = g.audio_shape()
                 audio = g.audio_tok.decode_to_waveforms(v.global_to_audio(part.reshape(batch, levels, n)))
         return frames, audio
 

@@ -63,12 +63,38 @@ def check_params(params: dict, limits: Limits) -> None:
     cfg = params.get("cfg")
     if cfg is not None and not 0 <= cfg <= limits.max_cfg:
         raise FieldError("cfg", f"must be 0 to {limits.max_cfg:g}, got {cfg:g}")
-    temperature = params.get("temperature")
-    if temperature is not None and not 0 <= temperature <= 10:
-        raise FieldError("temperature", f"must be 0 to 10, got {temperature:g}")
+    for field in ("temperature", "choice_temperature"):
+        value = params.get(field)
+        if value is not None and not 0 <= value <= 10:
+            raise FieldError(field, f"must be 0 to 10, got {value:g}")
+    top_k = params.get("top_k")
+    if top_k is not None and top_k < 0:
+        raise FieldError("top_k", f"must be 0 (off) or more, got {top_k}")
+    top_p = params.get("top_p")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise FieldError("top_p", f"must be in (0, 1] (1: off), got {top_p:g}")
+    box = params.get("box")
+    if box is not None:
+        top, left, height, width = box
+        if min(box) < 0 or not (height > 0 and width > 0) or top + height > 1 + 1e-9 or left + width > 1 + 1e-9:
+            raise FieldError("box", "must lie inside the frame: top, left >= 0, height, width > 0, top + height <= 1, left + width <= 1")
     seed = params.get("seed")
     if seed is not None and not 0 <= seed < 2**63:
         raise FieldError("seed", f"must be 0 to 2**63 - 1, got {seed}")
+
+
+def parse_box(text: str | None) -> list[float] | None:
+    """The in/outpainting box of a form field: four numbers "TOP,LEFT,HEIGHT,WIDTH" (commas or spaces), as
+    shares of the frame, as `videopoet generate --box` takes them; None when empty."""
+    if text is None or not text.strip():
+        return None
+    try:
+        box = [float(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        box = []
+    if len(box) != 4 or not all(math.isfinite(x) for x in box):
+        raise FieldError("box", f"must be four numbers TOP,LEFT,HEIGHT,WIDTH (shares of the frame), got {text!r}")
+    return box
 
 
 class RateLimiter:

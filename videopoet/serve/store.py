@@ -1,14 +1,18 @@
 """Jobs on disk: one SQLite file (`jobs.sqlite` in `--out`, stdlib `sqlite3`), results beside it in
 `jobs/ID/`. A job's parameters are stored when it is accepted, its state on every change, so a restart
-lists finished jobs and re-queues the ones that were queued or running."""
+lists finished jobs and re-queues the ones that were queued or running. Finished jobs are deleted after
+`--keep-days` (and beyond `--max-jobs`) by `prune`, which the server runs periodically."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +50,7 @@ class JobStore:
         self.out.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.out / DB_FILE, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # one statement, or one `transaction`, at a time
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
@@ -57,12 +61,56 @@ class JobStore:
     def new_id(self) -> str:
         return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:10]
 
-    def add(self, job_id: str, owner: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Store a new queued job."""
-        with self._lock:
+    def add(self, job_id: str, owner: str, params: dict[str, Any], max_active: int | None = None) -> dict[str, Any] | None:
+        """Store a new queued job; with `max_active`, only while the owner has fewer queued or running
+        jobs (None, nothing stored, when not). The count and the insert are one transaction, so two
+        submits at once cannot both take the last free place."""
+        with self.transaction():
+            if max_active is not None and self.count(owner) >= max_active:
+                return None
             self._db.execute("INSERT INTO jobs (id, owner, state, params, created) VALUES (?, ?, 'queued', ?, ?)",
                              (job_id, owner, json.dumps(params), time.time()))
         return self.get(job_id)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The store's calls inside are one transaction: all or nothing, no other thread's call in between,
+        and one disk sync instead of one per change (the worker moves a whole batch's jobs at once)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def delete(self, job_id: str) -> None:
+        """Forget a job: its row and its folder (inputs, results)."""
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def prune(self, keep_s: float | None = None, max_finished: int | None = None, now: float | None = None,
+              skip: Collection[str] = ()) -> list[str]:
+        """Delete finished jobs (done, failed, cancelled; rows and folders) that finished more than `keep_s`
+        seconds ago, and beyond the newest `max_finished`; None keeps them, and the ids in `skip` (a
+        cancelled job whose batch still runs) stay. Returns the deleted ids."""
+        now = time.time() if now is None else now
+        final = f"state IN ({', '.join('?' * len(FINAL))})"
+        ids: set[str] = set()
+        with self._lock:
+            if keep_s is not None:
+                rows = self._db.execute(f"SELECT id FROM jobs WHERE {final} AND COALESCE(finished, created) < ?", (*FINAL, now - keep_s))
+                ids.update(r[0] for r in rows.fetchall())
+            if max_finished is not None:
+                rows = self._db.execute(f"SELECT id FROM jobs WHERE {final} ORDER BY COALESCE(finished, created) DESC, id DESC "
+                                        "LIMIT -1 OFFSET ?", (*FINAL, max_finished))
+                ids.update(r[0] for r in rows.fetchall())
+        ids -= set(skip)
+        for job_id in sorted(ids):
+            self.delete(job_id)
+        return sorted(ids)
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Set columns of a job (`params` and `files` as Python values)."""

@@ -144,10 +144,12 @@ class Worker:
                 if not batch:
                     continue
                 now = time.time()
-                for job_id, _ in batch:
-                    created = (self.store.get(job_id) or {}).get("created", now)
-                    self.store.set_state(job_id, "running", only_from=("queued",), started=now, queue_s=now - created, batch_size=len(batch))
-                    self._live[job_id] = {"progress": 0.0, "step": 0, "steps": None}
+                with self.store.transaction():
+                    for job_id, _ in batch:
+                        created = (self.store.get(job_id) or {}).get("created", now)
+                        self.store.set_state(job_id, "running", only_from=("queued",), started=now, queue_s=now - created,
+                                             batch_size=len(batch))
+                        self._live[job_id] = {"progress": 0.0, "step": 0, "steps": None}
                 self._running = [j for j, _ in batch]
                 self.version += 1
             self._run(batch)
@@ -174,7 +176,7 @@ class Worker:
             results = {j: RuntimeError(f"internal error: {type(e).__name__}: {e}") for j in ids}
         run_s = time.perf_counter() - started
         finished = time.time()
-        with self._cond:
+        with self._cond, self.store.transaction():
             for j in ids:
                 result = results.get(j)
                 if j in self._cancelled:

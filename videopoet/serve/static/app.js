@@ -10,6 +10,8 @@ const TASK_NAMES = {
   unconditional_video: "unconditional video",
 };
 const ACCEPT = { image: "image/*", video: "video/*", audio: "audio/*,video/*" };
+const BOX = ["box-top", "box-left", "box-height", "box-width"];
+const SETTINGS = ["steps", "cfg", "temperature", "top_k", "top_p", "choice_temperature", "seed", "seconds", "num_samples"];
 let model = null;
 let events = null;
 
@@ -56,6 +58,7 @@ function describe(job) {
   if (p.cfg !== null && p.cfg !== undefined) parts.push(`cfg ${p.cfg}`);
   if (p.temperature !== null && p.temperature !== undefined) parts.push(`T ${p.temperature}`);
   if (p.seconds) parts.push(`${p.seconds} s`);
+  if (p.box) parts.push(`box ${p.box.join(",")}`);
   return parts.join(" · ");
 }
 
@@ -64,7 +67,9 @@ function showResult(job) {
   box.replaceChildren();
   for (const file of job.files) {
     const figure = document.createElement("figure");
-    figure.append(mediaElement(file));
+    const media = mediaElement(file);
+    if (file.kind !== "image") media.preload = "auto";  // the result is watched next: load it whole
+    figure.append(media);
     const caption = document.createElement("figcaption");
     const link = document.createElement("a");
     link.href = file.url;
@@ -121,6 +126,11 @@ function onTaskChange() {
     $("upload").value = "";
   }
   $("prompt").disabled = Boolean(task && !task.prompt);
+  $("region").hidden = !(task && task.box);
+  if (task && task.box) {  // the task's default box: inpainting fills it, outpainting keeps it
+    $("region-legend").textContent = $("task").value === "video_outpainting" ? "Box to keep" : "Box to fill";
+    BOX.forEach((id, i) => { $(id).value = task.box[i]; });
+  }
 }
 
 function follow(job) {
@@ -170,11 +180,12 @@ async function submit(event) {
   form.append("task", $("task").value);
   form.append("sampler", $("sampler").value);
   if (!$("prompt").disabled) form.append("prompt", $("prompt").value);
-  for (const name of ["steps", "cfg", "temperature", "seed", "seconds", "num_samples"]) {
+  for (const name of SETTINGS) {
     const value = $(name).value.trim();
     if (value !== "") form.append(name, value);
   }
   const task = model.tasks[$("task").value];
+  if (task && task.box) form.append("box", BOX.map((id) => $(id).value.trim()).join(","));
   if (task && task.input && $("upload").files.length) form.append(task.input, $("upload").files[0]);
   $("submit").disabled = true;
   try {
