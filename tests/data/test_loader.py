@@ -129,3 +129,45 @@ def test_split_column_keeps_heldout_out_of_training(tmp_path: Path, make_records
     _, train, val = build_train_and_val_loaders(tmp_path, TaskConfig(), 2, 0, 1, 0, 0.2, 0.5)
     assert train.records["clip_id"] == [f"clip{i}" for i in range(20)]
     assert val.records["clip_id"] == [f"clip{i}" for i in range(20, 24)]
+
+
+def packing_loader(records, vocab: SharedVocab, pack_length: int, workers=0) -> TaskLoader:
+    return TaskLoader(records, TaskBuilder(vocab, TaskConfig()), 2, 0, 1, 3, 0.5, workers, pack_length=pack_length)
+
+
+def test_packed_plan_covers_every_record_once_within_the_row_length(make_records, records_vocab) -> None:
+    from videopoet.data.packing import pack_rows
+
+    records = make_records(40)
+    grouped, packed = loader(records, records_vocab), packing_loader(records, records_vocab, 160)
+    assert sorted(s.index for b in packed.plan(0) for s in packed.samples(b)) == list(range(40))
+    infos, builder = packed.infos, packed.builder
+    for micro in packed.plan(0):
+        assert len(micro) <= 2
+        for row in micro:
+            lengths = [builder.length(infos[s.index], s.task, s.drop_caption) for s in row]
+            assert sum(lengths) <= 160 or len(row) == 1
+
+    def padding_share(tl: TaskLoader) -> float:
+        batches = [tl.build_batch(b) for b in tl.plan(0)]
+        return 1 - sum(int(b["lengths"].sum()) for b in batches) / sum(b["input_ids"].numel() for b in batches)
+
+    assert padding_share(packed) < padding_share(grouped)
+    assert pack_rows([5, 30, 7], 10, 4) == [[[1], [2], [0]]]  # a sequence longer than a row: a row of its own
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_packed_exact_resume_and_pack_length_guard(workers: int, make_records, records_vocab) -> None:
+    records = make_records(20)
+    whole = take(iter(packing_loader(records, records_vocab, 150, workers)), 9)  # crosses into the second epoch
+    first = packing_loader(records, records_vocab, 150, workers)
+    it = iter(first)
+    head = take(it, 4)
+    state = first.state_dict()
+    resumed = packing_loader(records, records_vocab, 150, workers)
+    resumed.load_state_dict(state)
+    assert head + take(iter(resumed), 5) == whole
+    with pytest.raises(ValueError, match="pack length"):
+        packing_loader(records, records_vocab, 200).load_state_dict(state)
+    with pytest.raises(ValueError, match="pack length"):
+        loader(records, records_vocab).load_state_dict(state)

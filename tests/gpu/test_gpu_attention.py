@@ -4,7 +4,9 @@ The trainer hands SDPA a boolean `[B, 1, S, S]` mask (`llm.masks`). Flash attent
 mask (only `is_causal`), so such a mask never runs on it: SDPA picks the memory-efficient kernel (or
 cuDNN's, where it accepts the mask) instead. These tests pin that down on the GPU: flash refuses the
 mask, the memory-efficient kernel takes it and agrees with the fp32 math kernel, and a causal-only call
-without a mask does run on flash (the fast path a prefix-free batch could take).
+without a mask does run on flash (the fast path a prefix-free batch could take). And the model through
+FlexAttention block masks (`llm_train.attention=flex`): the same logits, losses and gradients as the dense
+SDPA path for every mode, padding and packed rows (the CPU checks the forward only: no flex backward there).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videopoet.llm.masks import attention_mask
-from videopoet.sequence import MASKGIT, PREFIX
+from videopoet.llm.masks import attention_inputs, attention_mask
+from videopoet.sequence import CAUSAL, MASKGIT, PREFIX
 
 pytestmark = pytest.mark.gpu
 
@@ -44,3 +46,51 @@ def test_boolean_prefix_mask_runs_on_the_efficient_kernel_not_flash(gpu: torch.d
     with sdpa_kernel(SDPBackend.EFFICIENT_ATTENTION):
         same = F.scaled_dot_product_attention(q, k, v, attn_mask=causal)
     assert (flash.float() - same.float()).abs().max() < 3e-2
+
+
+def packed_rows(seq: int) -> dict[str, torch.Tensor]:
+    """A packed batch of `seq`-token rows: one document per mode, padding, and rows of mixed documents."""
+    import numpy as np
+
+    from videopoet.data.packing import collate_packed
+    from videopoet.data.tasks import IGNORE_INDEX, TaskSequence
+
+    rng = np.random.default_rng(0)
+    rows = [[(seq, 0, CAUSAL)], [(seq - 30, 70, PREFIX)], [(seq - 50, 90, MASKGIT)],
+            [(100, 40, PREFIX), (90, 30, MASKGIT), (seq - 200, 0, CAUSAL)]]  # fmt: skip
+
+    def sequence(n: int, p: int, mode: int) -> TaskSequence:
+        ids = rng.integers(0, 1000, n)
+        labels = np.where((np.arange(n) >= max(p, 1)) & ((mode != MASKGIT) | (rng.random(n) < 0.5)), ids, IGNORE_INDEX)
+        return TaskSequence(ids, labels, p, [(p, n)], mode, "text_to_video")
+
+    return collate_packed([[sequence(*doc) for doc in row] for row in rows], pad_id=0)
+
+
+def test_flex_attention_model_matches_dense_sdpa_with_gradients(gpu: torch.device, strict_fp32) -> None:
+    from videopoet.llm.masks import MaskLayout
+    from videopoet.llm.model import LLMConfig, build_model, token_losses
+    from videopoet.vocab import SharedVocab
+
+    if gpu.type != "cuda":
+        pytest.skip("FlexAttention has no backward on the CPU (torch 2.11); tests/llm/test_attention.py checks its forward")
+    torch.manual_seed(0)
+    vocab = SharedVocab(text_size=1000, video_bits=8, audio_levels=2, audio_codebook_size=64)
+    config = LLMConfig(hidden_size=256, num_layers=2, num_heads=4, intermediate_size=512, max_position_embeddings=512)
+    model = build_model(config, vocab).to(gpu).train()
+    batch = packed_rows(256)
+    real = (MaskLayout.of_batch(batch).documents >= 0).to(gpu)
+    results = {}
+    for kind in ("dense", "flex"):
+        model.set_attn_implementation("flex_attention" if kind == "flex" else "sdpa")
+        model.zero_grad()
+        inputs = attention_inputs(batch, kind, gpu)
+        logits = model(input_ids=batch["input_ids"].to(gpu), **inputs).logits
+        losses = token_losses(logits, batch["labels"].to(gpu), batch["modes"].to(gpu))[0]
+        losses.sum().backward()
+        results[kind] = (logits[real], losses, [p.grad.clone() for p in model.parameters()])
+    (dl, dloss, dgrad), (fl, floss, fgrad) = results["dense"], results["flex"]
+    torch.testing.assert_close(fl, dl, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(floss, dloss, rtol=1e-4, atol=1e-4)
+    for a, b in zip(fgrad, dgrad, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)

@@ -53,3 +53,26 @@ def test_mode_names_and_additive() -> None:
         mode_id("sideways")
     add = additive_mask(mask_of(PREFIX), torch.float32)
     assert add[0, 0] == 0 and add[0, 5] == torch.finfo(torch.float32).min
+
+
+def previous_mask(seq_len: int, prefix_len: torch.Tensor, lengths: torch.Tensor, modes: torch.Tensor) -> torch.Tensor:
+    """The mask formula before packing (padded queries then saw every real key)."""
+    i, j = torch.arange(seq_len)[:, None], torch.arange(seq_len)[None, :]
+    p, n, m = prefix_len.view(-1, 1, 1), lengths.view(-1, 1, 1), modes.view(-1, 1, 1)
+    causal = (j <= i).unsqueeze(0)
+    prefix_key = j.unsqueeze(0) < p
+    allowed = torch.where(m == MASKGIT, prefix_key | ((i.unsqueeze(0) >= p) & (j.unsqueeze(0) < n)),
+                          torch.where(m == PREFIX, causal | prefix_key, causal.expand(len(p), -1, -1)))
+    return ((allowed & (j.unsqueeze(0) < n)) | (i == j).unsqueeze(0)).unsqueeze(1)
+
+
+def test_real_tokens_see_what_they_saw_before_packing_existed() -> None:
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(4, 17, (12,), generator=g)
+    prefix = (torch.rand(12, generator=g) * lengths).long()
+    modes = torch.randint(0, 3, (12,), generator=g)
+    new, old = attention_mask(16, prefix, lengths, modes), previous_mask(16, prefix, lengths, modes)
+    for b in range(12):
+        n = int(lengths[b])
+        assert torch.equal(new[b, 0, :n], old[b, 0, :n])
+        assert torch.equal(new[b, 0, n:], torch.eye(16, dtype=torch.bool)[n:])  # padded queries: themselves only

@@ -51,3 +51,45 @@ def test_cpu_allreduce_buffer_of_this_rank_is_removed(tmp_path: Path, monkeypatc
     assert remove_cpu_allreduce_buffer(1, tmp_path)
     assert not mine.exists() and other.exists() and another_run.exists()
     assert not remove_cpu_allreduce_buffer(1, tmp_path)  # already gone: nothing to do
+
+
+# two ranks of a plain gloo group; the rank named by the fault hook dies at step 3, the other must stop with
+# a line naming it (the store lives with rank 0, so both directions take different paths)
+_DYING_RANK_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from videopoet.llm import parallelize
+dist.init_process_group("gloo")
+try:
+    with parallelize.explain_lost_ranks(wait_s=2):
+        for step in range(1, 100):
+            parallelize.fault_point(dist.get_rank(), step)
+            dist.all_reduce(torch.ones(4))
+except parallelize.PeerLostError as e:
+    print(e)
+    sys.exit(2)
+"""
+
+
+@pytest.mark.slow  # two fresh Python processes
+@pytest.mark.parametrize("dying", [1, 0])
+def test_survivor_of_a_dying_rank_names_it(dying: int) -> None:
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1",
+           "VIDEOPOET_FAULT_KILL_RANK": str(dying), "VIDEOPOET_FAULT_AT_STEP": "3"}
+    procs = [subprocess.Popen([sys.executable, "-c", _DYING_RANK_SCRIPT], env={**env, "RANK": str(r)}, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for r in (0, 1)]
+    dead, survivor = procs[dying], procs[1 - dying]
+    try:
+        assert dead.wait(timeout=120) == 1
+        died = time.monotonic()
+        out, _ = survivor.communicate(timeout=60)
+    finally:
+        for p in procs:
+            p.kill()
+    assert time.monotonic() - died < 30  # stops at once, not at gloo's 30-minute timeout
+    assert survivor.returncode == 2, out
+    assert f"rank {1 - dying} of 2: lost rank {dying} (it died or hangs" in out

@@ -3,7 +3,7 @@
 Each epoch has a plan that depends only on (seed, epoch, batch size), never on the number of ranks: a
 seeded order of the records, a task, mode and caption-dropout draw for each (and a seed for its masking),
 and the samples grouped into micro-batches of similar length (VideoPoet groups tasks by length, so
-batches carry little padding). The plans of epochs 0, 1, 2, ... make one stream of micro-batches; global
+batches carry little padding), or, with `pack_length`, packed several to a row (`data.packing`). The plans of epochs 0, 1, 2, ... make one stream of micro-batches; global
 step k on W ranks takes stream items k*W .. k*W+W-1, rank r the r-th. A global step may straddle two
 epochs, so no micro-batch is ever left out and all ranks always take a step together.
 
@@ -13,7 +13,8 @@ any number of DataLoader workers (worker w of n builds every n-th micro-batch of
 the DataLoader hands them out in order). Resuming on another number of ranks keeps the guarantee: the
 stream is the same and the new ranks split what is left of it. What changes is which rank builds which
 micro-batch, the number of samples per global step (W x batch size), and so the step count per epoch.
-The batch size and seed must stay the same (`load_state_dict` refuses others: the plan would differ).
+The batch size, seed and pack length must stay the same (`load_state_dict` refuses others: the plan would
+differ).
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from videopoet.data.packing import collate_packed, pack_rows
 from videopoet.data.tasks import (
     GROUP_WINDOW,
     RecordInfo,
     TaskBuilder,
     TaskConfig,
+    TaskSequence,
     collate,
     group_by_length,
     record_info,
@@ -54,6 +57,9 @@ class Sample:
     seed: int
 
 
+MicroBatch = list[Sample] | list[list[Sample]]  # one sample per row, or packed rows of samples
+
+
 def plan_epoch(
     infos: Sequence[RecordInfo],
     builder: TaskBuilder,
@@ -62,8 +68,10 @@ def plan_epoch(
     epoch: int,
     maskgit_ratio: float,
     shuffle: bool = True,
-) -> list[list[Sample]]:
-    """The epoch's micro-batches: every record once, with its task and mode, grouped by length."""
+    pack_length: int = 0,
+) -> list[MicroBatch]:
+    """The epoch's micro-batches: every record once, with its task and mode, grouped by length (a list of
+    samples per micro-batch) or packed into rows of up to `pack_length` tokens (a list of rows)."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(infos)) if shuffle else np.arange(len(infos))
     samples, lengths = [], []
@@ -72,6 +80,9 @@ def plan_epoch(
         task, mode, drop = builder.draw(info, rng, maskgit_ratio)
         samples.append(Sample(int(i), task, mode, drop, int(rng.integers(2**62))))
         lengths.append(builder.length(info, task, drop))
+    if pack_length:
+        packed = pack_rows(lengths, pack_length, batch_size, rng if shuffle else None, GROUP_WINDOW)
+        return [[[samples[j] for j in row] for row in rows] for rows in packed]
     groups = group_by_length(lengths, batch_size, rng if shuffle else None, GROUP_WINDOW)
     return [[samples[j] for j in group] for group in groups]
 
@@ -119,41 +130,52 @@ class TaskLoader:
         num_workers: int = 0,
         shuffle: bool = True,
         repeat: bool = True,
+        pack_length: int = 0,
+        pin_memory: bool = False,
     ) -> None:
         self.records, self.builder = records, builder
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
         self.maskgit_ratio, self.num_workers, self.shuffle, self.repeat = maskgit_ratio, num_workers, shuffle, repeat
+        self.pack_length = pack_length  # 0: one sequence per row; else rows packed up to this many tokens
+        self.pin_memory = pin_memory  # page-locked batches (for a CUDA device: asynchronous copies)
         self.infos = [record_info(r) for r in _iter_rows(records, _INFO_COLUMNS)]
         self.epoch, self.consumed = 0, 0  # micro-batches of the epoch consumed by all ranks
-        self._plans: dict[int, list[list[Sample]]] = {}
+        self._plans: dict[int, list[MicroBatch]] = {}
 
-    def plan(self, epoch: int) -> list[list[Sample]]:
+    def plan(self, epoch: int) -> list[MicroBatch]:
         """The micro-batches of ``epoch`` (`plan_epoch`), cached."""
         if epoch not in self._plans:
             # keep the previous epoch's plan too: a global step may straddle two epochs
             self._plans = {e: p for e, p in self._plans.items() if e == epoch - 1}
             self._plans[epoch] = plan_epoch(
-                self.infos, self.builder, self.batch_size, self.seed, epoch, self.maskgit_ratio, self.shuffle
+                self.infos, self.builder, self.batch_size, self.seed, epoch, self.maskgit_ratio, self.shuffle, self.pack_length
             )
         return self._plans[epoch]
 
-    def build_batch(self, samples: list[Sample]) -> dict[str, Any]:
-        seqs = [
-            self.builder.build(self.records[s.index], s.task, s.mode, np.random.default_rng(s.seed), s.drop_caption)
-            for s in samples
-        ]
-        return collate(seqs, pad_id=self.builder.vocab.token_id("<pad>"))
+    def build_batch(self, batch: MicroBatch) -> dict[str, Any]:
+        pad_id = self.builder.vocab.token_id("<pad>")
+        if self.pack_length:
+            return collate_packed([[self.sequence(s) for s in row] for row in batch], pad_id)
+        return collate([self.sequence(s) for s in batch], pad_id=pad_id)
+
+    def sequence(self, s: Sample) -> TaskSequence:
+        """The task sequence of one planned sample."""
+        return self.builder.build(self.records[s.index], s.task, s.mode, np.random.default_rng(s.seed), s.drop_caption)
+
+    def samples(self, batch: MicroBatch) -> list[Sample]:
+        """The samples of a micro-batch, packed or not."""
+        return [s for row in batch for s in row] if self.pack_length else list(batch)
 
     def typical_length(self) -> int:
-        """Mean sequence length of the first epoch's plan (for FLOPs estimates)."""
+        """Mean sequence (document) length of the first epoch's plan (for FLOPs estimates)."""
         plan = self.plan(0)
-        lengths = [self.builder.length(self.infos[s.index], s.task, s.drop_caption) for b in plan for s in b]
+        lengths = [self.builder.length(self.infos[s.index], s.task, s.drop_caption) for b in plan for s in self.samples(b)]
         return int(np.mean(lengths)) if lengths else 1
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         dataset = _MicroBatches(self, self.epoch, self.consumed)
         stream = DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
-                            prefetch_factor=2 if self.num_workers else None,
+                            prefetch_factor=2 if self.num_workers else None, pin_memory=self.pin_memory,
                             generator=torch.Generator().manual_seed(self.seed))
         for epoch, pos, batch in stream:
             # after this micro-batch, all ranks have consumed the whole global step it belongs to
@@ -174,12 +196,13 @@ class TaskLoader:
             yield self.build_batch(plan[pos])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "consumed": self.consumed, "seed": self.seed, "batch_size": self.batch_size, "world_size": self.world_size}
+        return {"epoch": self.epoch, "consumed": self.consumed, "seed": self.seed, "batch_size": self.batch_size,
+                "world_size": self.world_size, "pack_length": self.pack_length}
 
     def load_state_dict(self, state: dict[str, Any], saved_world_size: int | None = None) -> None:
         """Continue where `state` stopped; the plan is the same on any number of ranks."""
-        if state["seed"] != self.seed or state["batch_size"] != self.batch_size:
-            raise ValueError("the loader state was saved with another seed or batch size; the sample order would differ")
+        if state["seed"] != self.seed or state["batch_size"] != self.batch_size or state.get("pack_length", 0) != self.pack_length:
+            raise ValueError("the loader state was saved with another seed, batch size or pack length; the sample order would differ")
         self.epoch, self.consumed = self._normalized(int(state["epoch"]), int(state["consumed"]))
 
     def batches_per_epoch(self) -> float:
@@ -234,13 +257,16 @@ def build_train_and_val_loaders(
     val_fraction: float,
     maskgit_ratio: float,
     num_workers: int = 0,
+    pack_length: int = 0,
+    pin_memory: bool = False,
 ) -> tuple[SharedVocab, TaskLoader, TaskLoader]:
     """Loaders over the train and validation records of a token records folder.
 
     Records with a ``split`` column (copied from the clip index, e.g. the shapes dataset's) are split by
     it: ``train`` (or none) is trained on, ``val``/``validation`` validates, and any other split (the
     shapes' ``heldout`` combinations, ``test``) is never trained on. Without a ``val`` split, a stable
-    hash of ``clip_id`` holds out ``val_fraction`` of the training records.
+    hash of ``clip_id`` holds out ``val_fraction`` of the training records. ``pack_length`` > 0 packs
+    both loaders' rows (per-token losses are the same packed or not).
     """
     records, vocab = load_token_records(data)
     ids = records["clip_id"]
@@ -257,6 +283,8 @@ def build_train_and_val_loaders(
     if len(train_idx) < batch_size * world_size:
         raise DataError(f"{data} has {len(train_idx)} training records, fewer than one global batch ({batch_size} x {world_size} ranks)")
     builder = TaskBuilder(vocab, task_config)
-    train = TaskLoader(records.select(train_idx), builder, batch_size, rank, world_size, seed, maskgit_ratio, num_workers)
-    val = TaskLoader(records.select(val_idx), builder, batch_size, rank, world_size, seed + 1, maskgit_ratio, shuffle=False)
+    train = TaskLoader(records.select(train_idx), builder, batch_size, rank, world_size, seed, maskgit_ratio, num_workers,
+                       pack_length=pack_length, pin_memory=pin_memory)
+    val = TaskLoader(records.select(val_idx), builder, batch_size, rank, world_size, seed + 1, maskgit_ratio, shuffle=False,
+                     pack_length=pack_length)
     return vocab, train, val

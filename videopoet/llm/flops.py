@@ -19,19 +19,34 @@ def flops_per_token(config: LLMConfig, vocab_rows: int, seq_len: int) -> float:
 
 
 def measure_matmul_tflops(device: torch.device, dtype: torch.dtype, size: int = 2048, seconds: float = 0.5) -> float:
-    """Measured matrix-multiply throughput of this device in TFLOP/s (the roof MFU is taken against)."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    a @ b  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    """Measured matrix-multiply throughput of this device in TFLOP/s (the roof MFU is taken against).
+
+    Square matrices grow from 256 up to `size` while one product takes under a tenth of `seconds`, so a
+    device that emulates `dtype` (bf16 on a CPU without AVX512-BF16: about a minute per 2048 product) is
+    measured in about `seconds` too, at the largest size that fits."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    n = min(256, size)
+    while True:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        a @ b  # warm-up
+        sync()
+        start = time.perf_counter()
+        a @ b
+        sync()
+        if n >= size or time.perf_counter() - start >= seconds / 10:
+            break
+        n = min(2 * n, size)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
         count += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return 2.0 * size**3 * count / (time.perf_counter() - start) / 1e12
+        sync()
+    return 2.0 * n**3 * count / (time.perf_counter() - start) / 1e12
 
 
 def peak_tflops(device: torch.device, dtype: torch.dtype) -> float:

@@ -2,8 +2,8 @@
 
 The backbone is `LlamaForCausalLM` (RMSNorm, SwiGLU, RoPE) built from `LLMConfig`, with embeddings and
 head sized to the shared vocabulary padded to a multiple of 128, so checkpoints load with
-`from_pretrained` and work with the ecosystem's tooling. Attention masks come from `masks.py` as 4D
-boolean tensors (SDPA takes them as they are); `sequence_loss` scores AR rows (next token) and MaskGIT
+`from_pretrained` and work with the ecosystem's tooling. Attention masks come from `masks.py` (4D
+boolean tensors SDPA takes as they are, or FlexAttention block masks); `sequence_loss` scores AR rows (next token) and MaskGIT
 rows (the token at the same position) of one batch together.
 """
 
@@ -108,9 +108,11 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor, modes: torch.Tensor
 
     `labels` are aligned with the inputs (the Hugging Face convention, IGNORE_INDEX where not scored):
     AR rows predict label[i + 1] from position i; MaskGIT rows predict label[i] at masked position i.
+    `modes` is `[B]`, or `[B, S]` per token for packed rows (each document its own mode); a document's
+    first label is never scored (`<bos>`), so the shift never reaches into the next document.
     """
     shifted = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)
-    targets = torch.where((modes == MASKGIT)[:, None], labels, shifted)
+    targets = torch.where((modes == MASKGIT) if modes.dim() == 2 else (modes == MASKGIT)[:, None], labels, shifted)
     losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
     return losses.view_as(targets), targets
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +37,15 @@ def use_environment_extensions_dir() -> None:
         os.environ["TORCH_EXTENSIONS_DIR"] = str(Path(sys.prefix) / "torch_extensions")
 
 
-def init_distributed() -> tuple[int, int, int]:
+def init_distributed(timeout_s: float = 1800.0) -> tuple[int, int, int]:
     """Join the process group the launcher set up (or a group of one); returns (rank, world, local_rank).
 
-    NCCL on GPUs, gloo on CPU (DS_ACCELERATOR=cpu)."""
+    NCCL on GPUs, gloo on CPU (DS_ACCELERATOR=cpu). A collective that waits longer than `timeout_s` for
+    another rank fails (on NCCL with TORCH_NCCL_ASYNC_ERROR_HANDLING=1, which the SLURM script sets)."""
     import deepspeed
 
+    if timeout_s <= 0:
+        raise LaunchError(f"llm_train.dist_timeout_s must be positive, got {timeout_s}")
     use_environment_extensions_dir()
 
     if "RANK" not in os.environ:  # run directly with python: a group of one
@@ -48,7 +55,7 @@ def init_distributed() -> tuple[int, int, int]:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(free_port()))
     backend = "nccl" if torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") != "cpu" else "gloo"
-    deepspeed.init_distributed(dist_backend=backend)
+    deepspeed.init_distributed(dist_backend=backend, timeout=timedelta(seconds=timeout_s))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
@@ -151,6 +158,72 @@ def all_ranks_true(flag: bool, device: torch.device) -> bool:
     if torch.distributed.is_initialized():
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return t.item() == 0.0
+
+
+# ---- a rank that dies -------------------------------------------------------------------------------
+class PeerLostError(UserError):
+    """Another rank stopped answering during a collective (it died or hangs); this rank stops too."""
+
+
+FAULT_RANK_ENV, FAULT_STEP_ENV = "VIDEOPOET_FAULT_KILL_RANK", "VIDEOPOET_FAULT_AT_STEP"
+
+
+def fault_point(rank: int, step: int) -> None:
+    """Test hook (tests/llm/test_multinode.py): the rank named by VIDEOPOET_FAULT_KILL_RANK exits at once
+    with status 1, without a word or any clean-up, as it begins step VIDEOPOET_FAULT_AT_STEP, the way a
+    crashed or killed process disappears. Unset (always, outside tests), it does nothing."""
+    kill_rank, at_step = os.environ.get(FAULT_RANK_ENV), os.environ.get(FAULT_STEP_ENV)
+    if kill_rank is not None and at_step is not None and int(kill_rank) == rank and int(at_step) == step:
+        os._exit(1)
+
+
+def is_peer_failure(error: BaseException) -> bool:
+    """A collective that failed because another rank went away: torch's distributed errors (NCCL, the
+    store) or gloo's transport errors ("Connection closed by peer", a timed-out receive)."""
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() < 2:
+        return False
+    return isinstance(error, torch.distributed.DistError) or (isinstance(error, RuntimeError) and "gloo" in str(error))
+
+
+def lost_ranks(wait_s: float = 5.0) -> list[int]:
+    """The ranks that no longer answer: every rank that is still alive checks in through the rendezvous
+    store (MASTER_ADDR:MASTER_PORT) and waits up to `wait_s` for the others. When the store itself is gone,
+    so is rank 0: the store lives in its process (deepspeed launcher) or in node 0's agent (torchrun)."""
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    key = "videopoet/alive/{}".format
+    try:
+        store = torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                                           timeout=timedelta(seconds=wait_s), wait_for_workers=False)
+        store.set(key(rank), "1")
+        deadline = time.monotonic() + wait_s
+        while True:
+            missing = [r for r in range(world) if not store.check([key(r)])]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.2)
+    except RuntimeError:  # the store does not answer (torch's DistError is a RuntimeError)
+        return [0]
+
+
+@contextmanager
+def explain_lost_ranks(wait_s: float = 5.0) -> Iterator[None]:
+    """Turn a collective that failed because another rank died or hangs into a PeerLostError naming that
+    rank, so that every surviving rank stops with one clear line instead of a gloo/NCCL traceback."""
+    try:
+        yield
+    except Exception as e:
+        if not is_peer_failure(e):
+            raise
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        lost = lost_ranks(wait_s)
+        if not lost:  # every rank still answers: not a lost rank
+            raise
+        who = f"rank {lost[0]}" if len(lost) == 1 else f"ranks {', '.join(map(str, lost))}"
+        raise PeerLostError(
+            f"rank {rank} of {world}: lost {who} (it died or hangs: its own log says why); this rank stops too. "
+            f"Resume with the same command: training continues from the run's last complete checkpoint "
+            f"({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        ) from e
 
 
 def barrier() -> None:

@@ -35,6 +35,10 @@ class SamplingConfig:
     steps: int = 16  # MaskGIT steps
     choice_temperature: float = 4.5  # MaskGIT: Gumbel noise on confidences, annealed to zero
     seed: int = 0
+    # torch.compile the backbone (in place, once per model) before sampling: the same tokens, fused kernels
+    # per step on GPUs, after a one-time compile of each new shape kind (docs/training.md "Device handling")
+    compile: bool = False
+    compile_backend: str = "inductor"  # torch.compile backend; aot_eager traces without generating code (a quick check)
 
     def __post_init__(self) -> None:
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1 or self.steps < 1:
@@ -79,6 +83,15 @@ def _head(model: torch.nn.Module, hidden: torch.Tensor, base: int, top: int) -> 
     a block needs one range of them."""
     weight = model.get_output_embeddings().weight[base:top]
     return (hidden.to(weight.dtype) @ weight.T).float().cpu()
+
+
+def compile_backbone(model: torch.nn.Module, backend: str = "inductor") -> None:
+    """Compile the backbone the samplers run (`model.model`) in place with torch.compile, once; shapes are
+    dynamic from the start (the KV cache grows every step), so a new cache length does not recompile."""
+    backbone = model.model
+    if not getattr(backbone, "_videopoet_compiled", False):
+        backbone.compile(dynamic=True, backend=backend)
+        backbone._videopoet_compiled = True
 
 
 def _hidden(model: torch.nn.Module, **inputs) -> torch.Tensor:
@@ -160,6 +173,8 @@ def sample_autoregressive(
     uncond_prefixes: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Content ids `[B, N]` of the output, one token at a time with a KV cache."""
+    if config.compile:
+        compile_backbone(model, config.compile_backend)
     device, batch, generator = next(model.parameters()).device, len(prefixes), torch.Generator().manual_seed(config.seed)
     cache, pads, positions = _prefill(model, prefixes, uncond_prefixes, config, pad_id)
     rows, width = positions.shape
@@ -209,6 +224,8 @@ def sample_maskgit(
     The prefix's keys and values are computed once; each step runs only the output region, samples every
     masked position, and keeps the most confident (log-probability plus annealed Gumbel noise) so that
     `N * cos(pi/2 * (s+1)/S)` stay masked after step s. Tokens once kept are never changed."""
+    if config.compile:
+        compile_backbone(model, config.compile_backend)
     device, batch, generator = next(model.parameters()).device, len(prefixes), torch.Generator().manual_seed(config.seed)
     cache, pads, positions = _prefill(model, prefixes, uncond_prefixes, config, pad_id)
     rows, width = positions.shape

@@ -28,7 +28,7 @@ from videopoet.config import load_project_config, save_config, to_dict
 from videopoet.errors import UserError
 from videopoet.llm import parallelize
 from videopoet.llm.flops import flops_per_token, peak_tflops
-from videopoet.llm.masks import attention_mask
+from videopoet.llm.masks import attention_inputs
 from videopoet.llm.model import IGNORE_INDEX, LLMConfig, build_model, token_losses
 from videopoet.optim import OptimConfig
 from videopoet.precision import autocast_dtype
@@ -55,6 +55,10 @@ class LLMTrainConfig:
     maskgit_ratio: float = 0.5  # share of sequences trained with the MaskGIT objective
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 where the GPU or CPU does it natively (precision.py)
     activation_checkpointing: bool = False
+    # dense: boolean masks through llm.attn_implementation, and none at all for a causal-only batch (SDPA may
+    # then run flash); flex: FlexAttention block masks (training needs CUDA). docs/training.md "Attention kernels"
+    attention: Literal["dense", "flex"] = "dense"
+    pack_length: int = 0  # 0: one task sequence per row, grouped by length; N: several per row up to N tokens
     log_every: int = 10
     val_every: int = 100
     val_batches: int = 4
@@ -64,11 +68,18 @@ class LLMTrainConfig:
     max_bad_steps: int = 5  # NaN/inf losses in a row that stop the run
     seed: int = 0
     num_workers: int = 0
+    # torch.compile the model (DeepSpeed's engine.compile, inductor): on GPUs fewer, fused kernels per step
+    # after a one-time compile at the first steps (and per new sequence-length shape); docs/training.md "Device handling"
+    compile: bool = False
+    compile_backend: str = "inductor"  # torch.compile backend; aot_eager traces without generating code (a quick check)
     peak_tflops: float = 0.0  # per device, for MFU; 0: datasheet value of a known GPU, else measured
+    dist_timeout_s: float = 1800.0  # a collective waiting longer for another rank (a hung rank) fails the run
 
     def __post_init__(self) -> None:
         if min(self.steps, self.micro_batch_size, self.grad_accum, self.log_every, self.val_every, self.save_every, self.keep_last, self.max_bad_steps) < 1:
             raise ValueError("steps, batch sizes, intervals, keep_last and max_bad_steps must be at least 1")
+        if self.pack_length < 0:
+            raise ValueError("pack_length must be 0 (no packing) or a row length in tokens")
         if not 0 <= self.maskgit_ratio <= 1 or not 0 <= self.val_fraction < 1:
             raise ValueError("maskgit_ratio must be in [0, 1] and val_fraction in [0, 1)")
 
@@ -96,6 +107,7 @@ def find_checkpoint(run_dir: Path, resume: str) -> Checkpoint | None:
 
 
 RUN_FILE = "run.json"  # what a run trained on (its --data), for export
+RANK_RNG_FILE = "rng_rank{rank}.pt"  # in each checkpoint: a rank's torch (CPU and CUDA), numpy and Python generators
 
 
 class LLMTrainer:
@@ -106,7 +118,7 @@ class LLMTrainer:
         self.model_config: LLMConfig = sections["llm"]
         self.config: LLMTrainConfig = sections["llm_train"]
         self.data, self.run_dir = Path(data), Path(out)
-        self.rank, self.world, local_rank = parallelize.init_distributed()
+        self.rank, self.world, local_rank = parallelize.init_distributed(self.config.dist_timeout_s)
         self.device = parallelize.device_for(local_rank)
         self.bf16 = autocast_dtype(self.config.precision, self.device) is not None
         torch.manual_seed(self.config.seed)
@@ -148,6 +160,8 @@ class LLMTrainer:
             val_fraction=self.config.val_fraction,
             maskgit_ratio=self.config.maskgit_ratio,
             num_workers=self.config.num_workers,
+            pack_length=self.config.pack_length,
+            pin_memory=self.device.type == "cuda",  # page-locked batches: the copy to the GPU runs asynchronously
         )
 
     def build_engine(self) -> None:
@@ -157,10 +171,17 @@ class LLMTrainer:
             self.ds_config["checkpoint"] = {**self.ds_config.get("checkpoint", {}), "load_universal": True}
         parallelize.prepare_model_init(self.ds_config)
         model = build_model(self.model_config, self.vocab)
+        if self.config.attention == "flex":
+            if self.device.type != "cuda":  # torch 2.11's FlexAttention has no backward on the CPU
+                raise LLMTrainingError("llm_train.attention=flex trains on CUDA GPUs only; use attention=dense here")
+            model.set_attn_implementation("flex_attention")
         if self.config.activation_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.config.use_cache = False
         self.engine, self.scheduler = parallelize.build_engine(model, self.ds_config, self.config.optim, self.config.steps)
+        if self.config.compile:
+            # compiles the wrapped module in place: checkpoints keep their parameter names
+            self.engine.compile(backend=self.config.compile_backend)
         rows = model.config.vocab_size
         self.flops_per_token = flops_per_token(self.model_config, rows, seq_len=self.train_loader.typical_length())
         peak = self.config.peak_tflops or peak_tflops(self.device, torch.bfloat16 if self.bf16 else torch.float32)
@@ -182,6 +203,9 @@ class LLMTrainer:
             "bad_total": self.bad_total,
         }
         self.engine.save_checkpoint(str(ckpt_root), tag=tag, client_state=client_state, save_latest=False)
+        # DeepSpeed keeps the client state of one rank only; every rank's own generators go beside it
+        (ckpt_root / tag).mkdir(parents=True, exist_ok=True)
+        torch.save(client_state["rng"], ckpt_root / tag / RANK_RNG_FILE.format(rank=self.rank))
         parallelize.barrier()
         if self.rank == 0:
             meta = {"step": self.step, "world_size": self.world, "zero_stage": parallelize.zero_stage(self.ds_config), "tag": tag}
@@ -201,7 +225,9 @@ class LLMTrainer:
         self.step = int(client_state["step"])
         self.bad_total = int(client_state.get("bad_total", 0))
         self.train_loader.load_state_dict(client_state["loader"], saved_world_size=ckpt.meta["world_size"])
-        restore_rng(client_state["rng"])
+        own_rng = ckpt.path / RANK_RNG_FILE.format(rank=self.rank)
+        same_ranks = ckpt.meta["world_size"] == self.world and own_rng.is_file()
+        restore_rng(torch.load(own_rng, weights_only=False) if same_ranks else client_state["rng"])
         if self.rank == 0:
             history = self.run_dir / "history.jsonl"
             if history.is_file():  # rows logged after the checkpoint belong to the lost part of the run
@@ -225,29 +251,32 @@ class LLMTrainer:
     # ---- steps -------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-token losses, their targets, and the mean loss of a batch."""
-        batch = {k: v.to(self.device) for k, v in batch.items()}
+        attention = attention_inputs(batch, self.config.attention, self.device)  # decided on the host copy: no sync
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         ids = batch["input_ids"]
-        mask = attention_mask(ids.shape[1], batch["prefix_len"], batch["lengths"], batch["modes"])
-        logits = self.engine(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        logits = self.engine(input_ids=ids, **attention, use_cache=False).logits
         losses, targets = token_losses(logits, batch["labels"], batch["modes"])
         scored = targets != IGNORE_INDEX
         mean = losses.sum() / scored.sum().clamp(min=1)
         return losses, targets, mean
 
     def breakdown(self, losses: torch.Tensor, targets: torch.Tensor, tasks: torch.Tensor) -> dict[str, float]:
-        """Loss per task and per output modality (text, video, audio), for logging."""
-        logs: dict[str, float] = {}
+        """Loss per task and per output modality (text, video, audio), for logging: sums and counts on the
+        device, read by the host in one transfer (no boolean indexing, which waits for the GPU each time)."""
         scored = targets != IGNORE_INDEX
         tasks = tasks.to(losses.device)
+        tasks = tasks if tasks.dim() == 2 else tasks[:, None]  # packed rows: a task per token
+        names, selections = [], []
         for t, name in enumerate(TASKS):
-            rows = scored & (tasks == t)[:, None]
-            if rows.any():
-                logs[f"loss_task/{name}"] = float(losses[rows].mean())
+            names.append(f"loss_task/{name}")
+            selections.append(scored & (tasks == t))
         for name, r in (("text", self.vocab.text_range), ("video", self.vocab.video_range), ("audio", self.vocab.audio_range())):
-            sel = scored & (targets >= r.start) & (targets < r.stop)
-            if sel.any():
-                logs[f"loss_modality/{name}"] = float(losses[sel].mean())
-        return logs
+            names.append(f"loss_modality/{name}")
+            selections.append(scored & (targets >= r.start) & (targets < r.stop))
+        sel = torch.stack(selections)
+        sums = torch.where(sel, losses.float(), 0.0).sum(dim=(1, 2))
+        totals, counts = torch.stack([sums.double(), sel.sum(dim=(1, 2)).double()]).tolist()
+        return {name: total / count for name, total, count in zip(names, totals, counts) if count}
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -263,7 +292,10 @@ class LLMTrainer:
         return float(total[0] / total[1].clamp(min=1))
 
     def fit(self) -> dict[str, Any]:
-        """Run to `steps`, saving every `save_every` and at the end; returns the last losses."""
+        """Run to `steps`, saving every `save_every` and at the end; returns the losses of the last logged step.
+
+        The host waits for the device only at the non-finite check of each micro-step and at log, validation
+        and save steps: running sums stay on the device in between (tests/llm/test_train.py counts them)."""
         from torch.utils.tensorboard import SummaryWriter
         from tqdm.auto import tqdm
 
@@ -272,12 +304,14 @@ class LLMTrainer:
         history: list[dict[str, float]] = []
         end = min(self.config.steps, self.config.stop_at or self.config.steps)
         window_tokens, window_start = 0, time.perf_counter()
+        window_loss, window_micro = torch.zeros((), device=self.device), 0
         micro = 0
         logs: dict[str, float] = {}
         self.engine.train()
         batches = iter(self.train_loader)
         try:
             while self.step < end:
+                parallelize.fault_point(self.rank, self.step + 1)  # a test hook; does nothing unless set
                 batch = next(batches)
                 losses, targets, loss = self.forward(batch)
                 if not parallelize.all_ranks_true(bool(torch.isfinite(loss)), self.device):
@@ -293,15 +327,21 @@ class LLMTrainer:
                 self.engine.backward(loss)
                 self.engine.step()
                 micro += 1
-                window_tokens += int(batch["lengths"].sum())
-                logs = {"loss": loss.item(), **self.breakdown(losses.detach(), targets, batch["tasks"])}
+                window_tokens += int(batch["lengths"].sum())  # the batch's host copy: no sync
+                window_loss += loss.detach()
+                window_micro += 1
                 if micro % self.config.grad_accum:
                     continue
                 self.step += 1
                 bar.update(1)
                 if self.step % self.config.log_every == 0 or self.step == self.config.steps:
-                    logs.update(self._throughput(window_tokens, time.perf_counter() - window_start))
+                    # `loss` (and the breakdown): the last micro-batch; `loss_mean`: every micro-batch since the last log
+                    logs = {"loss": loss.item(), "loss_mean": window_loss.item() / window_micro,
+                            **self.breakdown(losses.detach(), targets, batch["tasks"])}
+                    logs.update(self._throughput(window_tokens, window_start))
                     window_tokens, window_start = 0, time.perf_counter()
+                    window_loss.zero_()
+                    window_micro = 0
                     logs["lr"] = self.scheduler.get_last_lr()[0]
                     logs["bad_steps"] = float(self.bad_total)
                     self._record(history, {"step": self.step, **logs})
@@ -331,11 +371,12 @@ class LLMTrainer:
             with open(self.run_dir / "history.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
 
-    def _throughput(self, tokens: int, seconds: float) -> dict[str, float]:
+    def _throughput(self, tokens: int, start: float) -> dict[str, float]:
         t = torch.tensor([float(tokens)], device=self.device)
         if torch.distributed.is_initialized():
             torch.distributed.all_reduce(t)
-        tokens_per_s = float(t) / max(seconds, 1e-9)
+        total = float(t)  # waits for the device's queued steps too, so the clock below times the work itself
+        tokens_per_s = total / max(time.perf_counter() - start, 1e-9)
         mfu = tokens_per_s * self.flops_per_token / (self.peak_flops * self.world) if self.peak_flops > 0 else math.nan
         return {"tokens_per_s": tokens_per_s, "mfu": mfu}
 
@@ -355,8 +396,9 @@ def train(config: Path | None, overrides: list[str], data: str | Path, out: str 
     """Build a trainer from a project config and run it; leaves the process group at the end."""
     sections = load_project_config(config, overrides)
     try:
-        trainer = LLMTrainer(sections, data, out, resume=resume)
-        return trainer.fit()
+        with parallelize.explain_lost_ranks():
+            trainer = LLMTrainer(sections, data, out, resume=resume)
+            return trainer.fit()
     finally:
         parallelize.shutdown()
 

@@ -213,13 +213,14 @@ def _check_finite(loss: torch.Tensor, what: str, step: int, logs: dict[str, floa
         )
 
 
-def _backward_step(loss: torch.Tensor, params: list[nn.Parameter], optimizer, scheduler, clip: float) -> float:
+def _backward_step(loss: torch.Tensor, params: list[nn.Parameter], optimizer, scheduler, clip: float) -> torch.Tensor:
+    """Backward, clip and step; returns the gradient norm as a tensor (the host reads it at log steps only)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
     optimizer.step()
     scheduler.step()
-    return float(norm)
+    return norm.detach()
 
 
 def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
@@ -267,6 +268,7 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
         num_workers=config.num_workers,
         prefetch_factor=2 if config.num_workers else None,
         persistent_workers=False,
+        pin_memory=device.type == "cuda",  # page-locked batches: `_to_device`'s non_blocking copies overlap the step
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched for resume
     )
 
@@ -309,6 +311,7 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
             done = step + 1
             bar.update(1)
             if done % config.log_every == 0 or done == config.steps:
+                logs = {k: float(v) for k, v in logs.items()}  # the gradient norms: read from the device here only
                 now = time.perf_counter()
                 logs["steps_per_s"] = (done - last_step) / max(now - last_time, 1e-9)
                 last_time, last_step = now, done
