@@ -50,6 +50,17 @@ def forward_backward(model: torch.nn.Module, path, x: torch.Tensor, device: torc
     return recon.detach().float().cpu(), float(loss.detach()), gradients(model)
 
 
+def assert_paths_agree(cpu_model: torch.nn.Module, gpu_model: torch.nn.Module, path, x: torch.Tensor, gpu: torch.device) -> None:
+    """`path` run forward and backward in fp32 on the CPU and in bf16 on the GPU: outputs, loss and gradients
+    agree within the tolerances above."""
+    ref_recon, ref_loss, ref_grads = forward_backward(cpu_model, path, x, torch.device("cpu"), bf16=False)
+    recon, loss, grads = forward_backward(gpu_model, path, x, gpu, bf16=True)
+    assert torch.isfinite(grads).all()
+    assert relative_error(recon, ref_recon) < RECON_TOL
+    assert loss == pytest.approx(ref_loss, rel=2 * RECON_TOL)
+    assert relative_error(grads, ref_grads) < GRAD_TOL
+
+
 def test_video_tokenizer_bf16_on_gpu_matches_cpu_fp32(gpu: torch.device, strict_fp32: None) -> None:
     from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
 
@@ -65,12 +76,7 @@ def test_video_tokenizer_bf16_on_gpu_matches_cpu_fp32(gpu: torch.device, strict_
     def continuous(m, v):
         return m.decoder(m.encoder(v))
 
-    ref_recon, ref_loss, ref_grads = forward_backward(cpu_model, continuous, x, torch.device("cpu"), bf16=False)
-    recon, loss, grads = forward_backward(gpu_model, continuous, x, gpu, bf16=True)
-    assert torch.isfinite(grads).all()
-    assert relative_error(recon, ref_recon) < RECON_TOL
-    assert loss == pytest.approx(ref_loss, rel=2 * RECON_TOL)
-    assert relative_error(grads, ref_grads) < GRAD_TOL
+    assert_paths_agree(cpu_model, gpu_model, continuous, x, gpu)
 
     # the whole tokenizer, quantizer included: LFQ's bits agree but for latents at zero
     with torch.no_grad():
@@ -97,12 +103,7 @@ def test_audio_tokenizer_bf16_on_gpu_matches_cpu_fp32(gpu: torch.device, strict_
     def continuous(m, v):  # the plain autoencoder path training starts with (`quantize=False`)
         return m(v, quantize=False)[0]
 
-    ref_recon, ref_loss, ref_grads = forward_backward(cpu_model, continuous, wav, torch.device("cpu"), bf16=False)
-    recon, loss, grads = forward_backward(gpu_model, continuous, wav, gpu, bf16=True)
-    assert torch.isfinite(grads).all()
-    assert relative_error(recon, ref_recon) < RECON_TOL
-    assert loss == pytest.approx(ref_loss, rel=2 * RECON_TOL)
-    assert relative_error(grads, ref_grads) < GRAD_TOL
+    assert_paths_agree(cpu_model, gpu_model, continuous, wav, gpu)
 
     # codes (eval mode: the codebooks stay as they are); the first level's nearest code agrees but for ties
     cpu_model.eval().to("cpu")
