@@ -71,6 +71,31 @@ def test_batches_by_key_and_rows(store: JobStore) -> None:
     assert worker.stop()
 
 
+def test_under_load_a_batch_waits_to_fill_as_the_last_one_did(store: JobStore) -> None:
+    """Clients that submit again when their job ends reach the queue a little apart: after a batch of two,
+    the first newcomer waits (up to `batch_wait_s`) for a second instead of running alone; after a lone job,
+    a newcomer starts at once. Every change reaches the listeners."""
+    worker = Worker(FakeEngine(ticks=1), store, max_batch=4, batch_wait_s=1.0)
+    changes = []
+    worker.add_listener(lambda: changes.append(worker.version))
+    a, b = add(store, worker), add(store, worker)
+    worker.start()
+    wait_state(store, b, ("done",))
+    assert worker.batches == [[a, b]]
+    c = add(store, worker)
+    time.sleep(0.2)
+    d = add(store, worker)
+    wait_state(store, d, ("done",))
+    assert worker.batches[-1] == [c, d]  # c waited 0.2 s for d
+    e = add(store, worker)  # the last batch had two rows: e waits for one more, then runs alone
+    job = wait_state(store, e, ("done",))
+    assert worker.batches[-1] == [e] and job["queue_s"] >= 0.9
+    f = add(store, worker)  # after a lone job nothing waits
+    assert wait_state(store, f, ("done",))["queue_s"] < 0.5
+    assert worker.stop()
+    assert changes == list(range(1, worker.version + 1))
+
+
 def test_progress_and_cancel_running(store: JobStore) -> None:
     engine = FakeEngine(ticks=400, tick_s=0.01)
     worker = Worker(engine, store, max_batch=1)

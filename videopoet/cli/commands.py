@@ -239,15 +239,15 @@ def plan(args: argparse.Namespace) -> None:
 def serve(args: argparse.Namespace) -> None:
     if args.model is None:
         raise UserError("serve needs --model DIR (a folder written by `videopoet export`)")
-    if min(args.max_queue, args.max_batch, args.rate, args.quota) < 1 or not 0 < args.port < 65536:
-        raise UserError("--max-queue, --max-batch, --rate and --quota must be at least 1, --port 1 to 65535")
+    if min(args.max_queue, args.max_batch, args.rate, args.quota) < 1 or not 0 < args.port < 65536 or not args.batch_wait_ms >= 0:
+        raise UserError("--max-queue, --max-batch, --rate and --quota must be at least 1, --port 1 to 65535, --batch-wait-ms 0 or more")
     from videopoet.serve.limits import Limits
     from videopoet.serve.server import Retention
     from videopoet.serve.server import serve as run_server
 
     limits = Limits(rate_per_minute=args.rate, max_active_per_key=args.quota)
     run_server(args.model, host=args.host, port=args.port, keys=args.keys, out=args.out,
-               max_queue=args.max_queue, max_batch=args.max_batch, device=args.device, limits=limits,
+               max_queue=args.max_queue, max_batch=args.max_batch, batch_wait_s=args.batch_wait_ms / 1000, device=args.device, limits=limits,
                retention=Retention(keep_days=args.keep_days, max_jobs=args.max_jobs))
 
 

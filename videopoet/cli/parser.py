@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("serve-out"), help="jobs database and results (default: serve-out)")
     p.add_argument("--max-queue", dest="max_queue", type=int, default=64, help="jobs waiting at most; more get 503 (default 64)")
     p.add_argument("--max-batch", dest="max_batch", type=int, default=8, help="samples in one batched sampler call (1: no batching; default 8)")
+    p.add_argument("--batch-wait-ms", dest="batch_wait_ms", type=float, default=50.0,
+                   help="under load, how long a job may wait for the next batch to fill as the last one did (default 50)")
     p.add_argument("--rate", type=int, default=60, help="requests per minute per key; more get 429 (default 60)")
     p.add_argument("--quota", type=int, default=8, help="queued or running jobs per key; more get 429 (default 8)")
     p.add_argument("--keep-days", dest="keep_days", type=float, default=30.0,

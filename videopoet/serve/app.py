@@ -81,11 +81,47 @@ def job_view(service: Service, job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class Changes:
+    """Wakes the event streams on the event loop when the worker's `version` moves (the worker calls
+    `notify` from its own thread), so a client hears that its job ended at once, not at its next poll."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: set[asyncio.Future] = set()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def notify(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    def waiter(self) -> asyncio.Future:
+        """A future the next change completes (take it before reading the state it guards)."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.add(future)
+        return future
+
+    def forget(self, future: asyncio.Future) -> None:
+        self._waiters.discard(future)
+
+
 def create_app(service: Service) -> FastAPI:
     """The FastAPI app over a `Service`; its lifespan starts and stops the worker."""
 
+    changes = Changes()
+    service.worker.add_listener(changes.notify)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        changes.bind(asyncio.get_running_loop())
         service.start()
         yield
         await asyncio.get_running_loop().run_in_executor(None, service.stop)
@@ -236,11 +272,12 @@ def create_app(service: Service) -> FastAPI:
         own_job(request, job_id)
 
         async def stream():
-            last, seen, quiet = None, None, 0.0
+            last, seen, looked = None, None, 0.0
             while True:
+                change = changes.waiter()
                 version = service.worker.version
-                if version != seen or quiet >= 5.0:  # look again on a change, and every 5 s regardless
-                    seen, quiet = version, 0.0
+                if version != seen or time.monotonic() - looked >= 5.0:  # look again on a change, and every 5 s regardless
+                    seen, looked = version, time.monotonic()
                     job = service.store.get(job_id)
                     if job is None:
                         return
@@ -253,8 +290,10 @@ def create_app(service: Service) -> FastAPI:
                         return
                 if await request.is_disconnected():
                     return
-                await asyncio.sleep(0.1)
-                quiet += 0.1
+                try:
+                    await asyncio.wait_for(change, 1.0)  # the next change, or a second (a gone client is noticed)
+                except TimeoutError:
+                    changes.forget(change)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

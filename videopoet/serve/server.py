@@ -104,7 +104,7 @@ class Service:
 
 
 def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, keys: str | Path | None = None,
-          out: str | Path = "serve-out", max_queue: int = 64, max_batch: int = 8, device: str = "cpu",
+          out: str | Path = "serve-out", max_queue: int = 64, max_batch: int = 8, batch_wait_s: float = 0.05, device: str = "cpu",
           limits: Limits | None = None, log_level: str = "info", retention: Retention | None = None) -> None:
     """Load the model and serve it until interrupted."""
     import uvicorn
@@ -125,7 +125,7 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, keys: st
     Limits.__post_init__(limits)
     print(f"videopoet serve: loading {model} ...", flush=True)
     engine = Engine.load(model, device=device)
-    service = Service(engine, out, key_store, limits, model_name=model.name, retention=retention)
+    service = Service(engine, out, key_store, limits, batch_wait_s=batch_wait_s, model_name=model.name, retention=retention)
     print(f"videopoet serve: {len(engine.tasks())} tasks; jobs and results in {Path(out).resolve()}; "
           f"open http://{'[' + host + ']' if ':' in host else host}:{port}/ (API docs at /docs)", flush=True)
     uvicorn.run(create_app(service), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from videopoet.errors import UserError
@@ -25,6 +26,9 @@ class Worker:
     """One generation thread over one engine."""
 
     def __init__(self, engine: Engine, store: JobStore, max_queue: int = 64, max_batch: int = 8, batch_wait_s: float = 0.0) -> None:
+        """`batch_wait_s`: under concurrent load (the last batch had several rows), how long the oldest job may
+        wait for the queue to hold as many rows as that batch had, so that clients who submit again when
+        their job ends share the next batch instead of splitting it into a lone job and the rest."""
         self.engine, self.store = engine, store
         self.max_queue, self.max_batch, self.batch_wait_s = max_queue, max_batch, batch_wait_s
         self._queue: list[str] = []
@@ -36,6 +40,17 @@ class Worker:
         self._thread: threading.Thread | None = None
         self.batches: list[list[str]] = []  # the ids of every batch run, in order (tests and the benchmark read it)
         self.version = 0  # moves on every change of a job's state, queue position or progress (event streams watch it)
+        self._listeners: list[Callable[[], None]] = []
+        self._last_rows = 0  # rows of the last batch run
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` (from whichever thread made the change) whenever `version` moves."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        self.version += 1
+        for listener in self._listeners:
+            listener()
 
     # ---- the queue -------------------------------------------------------------------------------------
     def start(self, run: bool = True) -> list[str]:
@@ -55,7 +70,7 @@ class Worker:
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(f"the queue holds {len(self._queue)} jobs, its limit")
             self._queue.append(job_id)
-            self.version += 1
+            self._changed()
             self._cond.notify_all()
 
     def has_room(self) -> bool:
@@ -87,7 +102,7 @@ class Worker:
             else:
                 return False
             moved = self.store.set_state(job_id, "cancelled", only_from=("queued", "running"), finished=time.time())
-            self.version += 1
+            self._changed()
             return moved
 
     def stop(self, timeout_s: float = 120.0) -> bool:
@@ -129,6 +144,27 @@ class Worker:
                 break
         return batch
 
+    def _wait_for_rows(self) -> None:
+        """Under load, wait (holding the lock's condition) up to `batch_wait_s` for the queue to hold as many
+        rows as the last batch had; alone (the last batch had one row) a job starts at once."""
+        target = min(self.max_batch, self._last_rows)
+        deadline = time.monotonic() + self.batch_wait_s
+        while not self._stopping and target > 1 and self._queued_rows(target) < target:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
+
+    def _queued_rows(self, enough: int) -> int:
+        """Sampler rows the queue holds, counted up to `enough`."""
+        rows = 0
+        for job_id in self._queue:
+            job = self.store.get(job_id)
+            rows += int(job["params"].get("num_samples", 1)) if job else 0
+            if rows >= enough:
+                break
+        return rows
+
     def _loop(self) -> None:
         while True:
             with self._cond:
@@ -136,10 +172,9 @@ class Worker:
                     self._cond.wait()
                 if self._stopping:
                     return
-                if self.batch_wait_s > 0 and self.max_batch > 1 and len(self._queue) < self.max_batch:  # let a burst arrive
-                    self._cond.wait(self.batch_wait_s)
-                    if self._stopping:
-                        return
+                self._wait_for_rows()
+                if self._stopping:
+                    return
                 batch = self._take_batch()
                 if not batch:
                     continue
@@ -151,7 +186,8 @@ class Worker:
                                              batch_size=len(batch))
                         self._live[job_id] = {"progress": 0.0, "step": 0, "steps": None}
                 self._running = [j for j, _ in batch]
-                self.version += 1
+                self._last_rows = sum(int(params.get("num_samples", 1)) for _, params in batch)
+                self._changed()
             self._run(batch)
 
     def _run(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
@@ -161,7 +197,7 @@ class Worker:
         def progress(fraction: float, step: int, steps: int) -> None:
             for j in ids:
                 self._live[j] = {"progress": round(fraction, 4), "step": step, "steps": steps}
-            self.version += 1
+            self._changed()
 
         def should_stop() -> bool:
             return all(j in self._cancelled for j in ids)
@@ -191,4 +227,4 @@ class Worker:
                 self._cancelled.discard(j)
             self._running = []
             self.batches.append(ids)
-            self.version += 1
+            self._changed()
