@@ -11,6 +11,9 @@
 #    AR and MaskGIT, AR tokens/s against transformers' generate, peak memory.
 # 4. Video tokenizer: bench_video_tokenizer.py speed, `videopoet` preset (17x128x128) on the GPU: encode
 #    and decode frames/s, fp32 and bf16, peak memory.
+# 5. Attention kernels: bench_attention.py, the 1b model's heads at sequence length 2048, micro-batch 8, bf16:
+#    the prefix-LM mask as a dense SDPA mask vs FlexAttention block masks vs the causal-only fast path, one
+#    task per row and packed rows: forward and forward + backward ms, and the SDPA kernel each call took.
 # Each step has its own time limit (`timeout`); a step that fails or runs out is recorded and the rest go
 # on. Prints one table and writes OUT_DIR/gpu_check.json (plus each step's JSON and gpu_check.log).
 # Without CUDA: says so in one line, runs `pytest -m gpu` (every test collected and skipped, with the
@@ -52,13 +55,14 @@ else
     echo "gpu_check: no CUDA GPU here (torch.cuda.is_available() is False): only \`pytest -m gpu\` runs, and its tests skip"
 fi
 
-step pytest_gpu 170 "$PY" -m pytest -m gpu -rs -q -p no:cacheprovider --junitxml="$OUT/pytest_gpu.xml" tests
+step pytest_gpu 160 "$PY" -m pytest -m gpu -rs -q -p no:cacheprovider --junitxml="$OUT/pytest_gpu.xml" tests
 if [ "$CUDA" = 1 ]; then
-    step llm_train 140 "$PY" benchmarks/bench_llm_train.py --config configs/videopoet-1b.yaml --seq-len 2048 \
+    step llm_train 135 "$PY" benchmarks/bench_llm_train.py --config configs/videopoet-1b.yaml --seq-len 2048 \
         --precision bf16 --steps 20 --no-bare --out "$OUT/llm_train.json"
-    step sampling 160 "$PY" benchmarks/bench_sampling.py --presets 300m 1b --dtype bf16 --out "$OUT/sampling.json"
+    step sampling 150 "$PY" benchmarks/bench_sampling.py --presets 300m 1b --dtype bf16 --out "$OUT/sampling.json"
     step video_tokenizer 45 "$PY" benchmarks/bench_video_tokenizer.py speed --presets videopoet --devices cuda \
         --repeats 3 --json "$OUT/video_tokenizer.json"
+    step attention 45 "$PY" benchmarks/bench_attention.py --preset 1b --seq-len 2048 --batch 8 --json "$OUT/attention.json"
 fi
 
 "$PY" "$ROOT/benchmarks/gpu_check_summary.py" "$OUT" "$CUDA" 2>&1 | tee -a "$LOG"

@@ -70,6 +70,7 @@ def main() -> int:
     llm = read_json(out / "llm_train.json")
     sampling = read_json(out / "sampling.json")
     video = read_json(out / "video_tokenizer.json")
+    attention = read_json(out / "attention.json")
     result: dict[str, Any] = {"cuda": cuda, **gpu_info(), "steps": steps, "pytest_gpu": tests}
     if cuda:
         result["llm_train"] = llm
@@ -77,6 +78,7 @@ def main() -> int:
             result["llm_train_mfu_vs_llm_foundry_1b"] = {"ours": llm.get("mfu_vs_bf16_peak"), "llm_foundry": LLM_FOUNDRY_1B_MFU}
         result["sampling"] = sampling
         result["video_tokenizer"] = video
+        result["attention"] = attention
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"\nGPU check: {result.get('gpu', 'no CUDA GPU')} (torch {result['torch']})")
@@ -105,6 +107,10 @@ def main() -> int:
         rows.append((f"video tokenizer {r['preset']}", f"{r['clip']} {r['device']} {r['precision']}",
                      f"encode {r['encode_fps']:.1f} f/s, decode {r['decode_fps']:.1f} f/s, "
                      f"peak {fmt(r.get('peak_gpu_memory_gib'), '.1f')} GiB"))
+    for r in attention.get("results", []) if isinstance(attention, dict) else []:
+        timing = f"fwd {r['forward_ms']:.2f} ms" + (f", fwd+bwd {r['forward_backward_ms']:.2f} ms" if "forward_backward_ms" in r else "")
+        rows.append((f"attention {r['rows']} {r['case']}", f"{attention['preset']} heads, seq {attention['seq_len']}, batch {attention['batch']}",
+                     f"{timing} ({r['kernel']})"))
     if rows:
         w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
         print(f"\n  {'what':<{w0}}  {'setting':<{w1}}  result")
