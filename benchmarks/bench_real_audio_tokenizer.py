@@ -57,9 +57,13 @@ SPECTROGRAM_DB = 80.0  # dynamic range shown, down from the original's loudest b
 
 
 def load_config(path: str | Path, preset: str | None = None, overrides: list[str] | None = None) -> AudioTokenizerTrainingConfig:
-    """The `audio_tokenizer` section of `path` with `overrides` (KEY=VALUE); `preset` replaces the whole
-    model section by that preset (the overrides still apply to it)."""
-    first = [f"model={{preset: {preset}}}"] if preset else []
+    """The `audio_tokenizer` section of `path` with `overrides` (KEY=VALUE); `preset` replaces the model
+    section by that preset (the overrides still apply to it) but keeps the config's `init`, which belongs
+    to the recipe: under PyTorch's default init a fresh codec sits near silence (docs/results.md)."""
+    first = []
+    if preset:
+        init = load_section("audio_tokenizer", path, []).model.init
+        first = [f"model={{preset: {preset}, init: {init}}}"]
     return load_section("audio_tokenizer", path, [*first, *(overrides or [])])
 
 

@@ -34,7 +34,9 @@ def test_config_preset_and_overrides() -> None:
     vp = bench.load_config(bench.DEFAULT_CONFIG, "videopoet", ["model.causal=false", "train.batch_size=3"])
     assert (vp.model.levels, vp.model.codebook_size, vp.model.frame_rate, vp.model.channels) == (4, 1024, 50.0, 32)
     assert vp.model.causal is False and vp.train.batch_size == 3
-    assert vp.loss == cfg.loss  # only the model is the preset's
+    assert vp.loss == cfg.loss  # only the model is the preset's ...
+    assert cfg.model.init == vp.model.init == "fan_in"  # ... and the recipe's init stays (the preset's own is torch's)
+    assert bench.load_config(bench.DEFAULT_CONFIG, "videopoet", ["model.init=torch"]).model.init == "torch"
     cfg.loss.quantizer_start, cfg.loss.mel_start, cfg.train.steps = 300, 5, 100
     assert bench.cap_warmups(cfg, ["loss.quantizer_start=300"]) == {} and cfg.loss.quantizer_start == 300  # the user's wins
     assert bench.cap_warmups(cfg) == {"loss.quantizer_start": 50} and (cfg.loss.quantizer_start, cfg.loss.mel_start) == (50, 5)
