@@ -1,63 +1,27 @@
-"""`videopoet generate` end to end on a tiny pipeline: shapes -> ingest -> pretokenize (small random media
-tokenizers) -> a few LLM steps -> export -> every task with both samplers, and the input errors."""
+"""`videopoet generate` on a tiny exported model (random weights, small random media tokenizers): every task
+with both samplers, the sidecars, the command line and the input errors."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from videopoet.vocab import TASKS
 
-pytestmark = pytest.mark.slow  # trains and exports a small model first; `make test-fast` leaves it out
-
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # every task with both samplers; `make test-fast` leaves it out
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
+    """A random exported model folder (`serve.tiny`: the layout `videopoet export` writes, with real small
+    tokenizers and shapes clips beside it). Training and exporting on the way here is `tests/test_demo.py`'s
+    end-to-end run; this module tests what `videopoet generate` does with any exported model."""
+    from videopoet.serve.tiny import make_tiny_model
 
-    from videopoet.data.ingest import IngestConfig, ingest
-    from videopoet.data.pretokenize import pretokenize
-    from videopoet.data.shapes_dataset import write_shapes_dataset
-    from videopoet.data.synthetic import ShapesConfig
-    from videopoet.llm.export import export_run
-    from videopoet.tokenizers.audio.model import AudioTokenizer, preset
-    from videopoet.tokenizers.checkpoint import save_tokenizer
-    from videopoet.tokenizers.text import TextTokenizerConfig, train_text_tokenizer
-    from videopoet.tokenizers.video.model import VideoTokenizer
-    from videopoet.tokenizers.video.model import preset as video_preset
-
-    root = tmp_path_factory.mktemp("gen")
-    shapes = write_shapes_dataset(root / "shapes", num_clips=8, seed=0, config=ShapesConfig(size=32, frames=9), progress=False)
-    ingest(shapes, root / "index", IngestConfig(frames=9, fps=8.0), progress=False)
-    torch.manual_seed(0)
-    video = VideoTokenizer(video_preset("tiny", channels=8, norm_groups=4, frames=9, height=32, width=32))
-    save_tokenizer(root / "video", video.eval(), "video")
-    save_tokenizer(root / "audio", AudioTokenizer(preset("tiny")).eval(), "audio")
-    train_text_tokenizer(shapes / "metadata.jsonl", root / "text", TextTokenizerConfig(vocab_size=300, model_type="bpe"))
-    pretokenize(root / "index", root / "tokens", root / "video", root / "text", root / "audio", batch_size=4, num_workers=0, progress=False)
-    config = {
-        "llm": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_position_embeddings": 512},
-        "llm_train": {"steps": 2, "micro_batch_size": 2, "val_every": 2,
-                      "save_every": 2, "log_every": 1, "precision": "fp32", "deepspeed": str(ROOT / "deploy/deepspeed/zero0.json")},
-    }
-    (root / "c.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "DS_ACCELERATOR": "cpu"}
-    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(k, None)
-    out = subprocess.run([sys.executable, "-m", "videopoet.llm.train", "--config", str(root / "c.yaml"), "--data", str(root / "tokens"),
-                          "--out", str(root / "run")], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    export_run(root / "run", root / "model")
-    return root / "model"
+    return make_tiny_model(tmp_path_factory.mktemp("gen"), frames=9, size=32)
 
 
 @pytest.fixture(scope="module")
