@@ -64,6 +64,10 @@ def test_folder_clips_mix_photographs_and_videos(tmp_path: Path, capsys: pytest.
     assert batch.shape == (3, 3, 9, 32, 48) and batch.min() >= -1 and batch.max() <= 1
     stills = video_source(root, 9, (32, 48), 8.0, media=MediaClipsConfig(image_share=1.0))
     assert stills.sample(np.random.default_rng(0), 2).shape == (2, 3, 1, 32, 48)
+    many = video_source(root, 9, (32, 48), 8.0, media=MediaClipsConfig(image_share=1.0, image_batch_size=5))
+    assert many.sample(np.random.default_rng(0), 2).shape == (5, 3, 1, 32, 48)  # photograph batches only
+    with pytest.raises(ValueError, match="image_batch_size"):
+        MediaClipsConfig(image_batch_size=-1)
     val = source.validation(3)
     assert val.shape == (3, 3, 9, 32, 48) and torch.equal(val, source.validation(3))
     names = [n for n, _ in source.validation_items()]

@@ -1,12 +1,13 @@
 """The video tokenizer's layers: a causal 3D convolution streams exactly, never looks ahead, and keeps
-group-norm statistics per frame."""
+group-norm statistics per frame; the pixel norm takes none over space and keeps a flat frame's level."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from videopoet.tokenizers.video.layers import CausalConv3d, FrameGroupNorm
+from videopoet.tokenizers.video.layers import CausalConv3d, FrameGroupNorm, PixelNorm, frame_norm
 
 
 def test_causal_conv_streamed_in_chunks_equals_the_whole_clip() -> None:
@@ -42,3 +43,29 @@ def test_frame_group_norm_normalises_each_frame_alone() -> None:
     for t in range(3):
         frame = y[:, :2, t]
         assert frame.mean().abs() < 1e-5 and abs(frame.var(unbiased=False).item() - 1) < 1e-3
+
+
+def test_pixel_norm_is_a_layer_norm_over_each_pixels_channels() -> None:
+    torch.manual_seed(0)
+    norm = PixelNorm(4)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-1, 1)
+    x = torch.randn(2, 4, 3, 5, 6)
+    want = F.layer_norm(x.permute(0, 2, 3, 4, 1), (4,), norm.weight, norm.bias, norm.eps).permute(0, 4, 1, 2, 3)
+    assert torch.allclose(norm(x), want, atol=1e-6)
+    changed = x.clone()
+    changed[:, :, :, :2] *= 50  # other pixels' outputs do not move: no statistics over space or time
+    assert torch.equal(norm(changed)[:, :, :, 2:], norm(x)[:, :, :, 2:])
+
+
+def test_flat_frames_a_two_channel_group_norm_merges_stay_apart_under_the_pixel_norm() -> None:
+    """Why `norm: pixel` exists: on a flat frame a group norm with two channels per group keeps only
+    which channel of each pair is larger, so frames of different colour come out the same."""
+    a = torch.tensor([1.0, 2.0, 3.0, 5.0]).view(1, 4, 1, 1, 1).expand(1, 4, 2, 4, 4)
+    b = torch.tensor([1.0, 3.0, 2.0, 7.0]).view(1, 4, 1, 1, 1).expand(1, 4, 2, 4, 4)
+    group, pixel = frame_norm("group", 2, 4), frame_norm("pixel", 2, 4)
+    assert torch.allclose(group(a), group(b), atol=1e-4)
+    assert (pixel(a) - pixel(b)).abs().max() > 0.3
+    with pytest.raises(ValueError, match="norm must be one of"):
+        frame_norm("batch", 2, 4)

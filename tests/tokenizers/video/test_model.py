@@ -28,11 +28,14 @@ def small_config(**overrides) -> VideoTokenizerConfig:
     return VideoTokenizerConfig(**{**base, **overrides})
 
 
-@pytest.fixture(scope="module", params=[3, 1], ids=["time_kernel_3", "time_kernel_1"])
+@pytest.fixture(
+    scope="module", params=[(3, "group"), (1, "group"), (1, "pixel")], ids=["time_kernel_3", "time_kernel_1", "pixel_norm"]
+)
 def model(request: pytest.FixtureRequest) -> VideoTokenizer:
-    """Full 3D kernels, and spatial-only kernels except where time is down/up-sampled."""
+    """Full 3D kernels, spatial-only kernels except where time is down/up-sampled, and the per-pixel norm."""
     torch.manual_seed(0)
-    return VideoTokenizer(small_config(temporal_kernel=request.param)).eval()
+    kernel, norm = request.param
+    return VideoTokenizer(small_config(temporal_kernel=kernel, norm=norm)).eval()
 
 
 def test_temporal_kernel_1_mixes_time_only_where_it_is_resampled() -> None:
@@ -216,6 +219,8 @@ def test_config_validation() -> None:
         small_config(spatial_factor=16)
     with pytest.raises(ValueError, match="norm_groups"):
         small_config(norm_groups=3)
+    with pytest.raises(ValueError, match="norm must be one of group, pixel"):
+        small_config(norm="batch")
     with pytest.raises(ValueError, match="frames 10"):
         small_config(frames=10)
     with pytest.raises(ValueError, match="multiples of spatial_factor"):

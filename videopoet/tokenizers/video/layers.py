@@ -59,14 +59,43 @@ class FrameGroupNorm(nn.GroupNorm):
         return y.reshape(b, t, c, h, w).transpose(1, 2)
 
 
+class PixelNorm(nn.Module):
+    """Layer norm over the channels of each pixel of each frame (ConvNeXt's channels-first LayerNorm).
+
+    Unlike a group norm over a frame it takes no statistics over space, so a flat or smooth frame keeps its
+    level: a per-frame norm divides a near-constant group by a near-zero spread, which wipes out the frame's
+    colour and amplifies its noise."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x.movedim(1, -1), self.weight.shape, self.weight, self.bias, self.eps).movedim(-1, 1)
+
+
+NORMS = ("group", "pixel")
+
+
+def frame_norm(kind: str, groups: int, channels: int) -> nn.Module:
+    """The tokenizer's normalisation layer: `group` (per-frame group norm) or `pixel` (per-pixel channel norm)."""
+    if kind == "pixel":
+        return PixelNorm(channels)
+    if kind == "group":
+        return FrameGroupNorm(groups, channels)
+    raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {kind!r}")
+
+
 class ResBlock(nn.Module):
     """norm -> SiLU -> causal conv, twice, plus a (1x1x1 projected when channels change) skip."""
 
-    def __init__(self, cin: int, cout: int, groups: int, kt: int = 3) -> None:
+    def __init__(self, cin: int, cout: int, groups: int, kt: int = 3, norm: str = "group") -> None:
         super().__init__()
-        self.norm1 = FrameGroupNorm(groups, cin)
+        self.norm1 = frame_norm(norm, groups, cin)
         self.conv1 = CausalConv3d(cin, cout, (kt, 3, 3))
-        self.norm2 = FrameGroupNorm(groups, cout)
+        self.norm2 = frame_norm(norm, groups, cout)
         self.conv2 = CausalConv3d(cout, cout, (kt, 3, 3))
         self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else nn.Identity()
 
@@ -128,13 +157,13 @@ class Encoder(nn.Module):
         cin = chans[0]
         for i, ch in enumerate(chans):
             for _ in range(cfg.num_res_blocks):
-                self.blocks.append(ResBlock(cin, ch, cfg.norm_groups, kt))
+                self.blocks.append(ResBlock(cin, ch, cfg.norm_groups, kt, cfg.norm))
                 cin = ch
             if i < len(strides):
                 self.blocks.append(Downsample(ch, *strides[i], kt))
         for _ in range(cfg.num_res_blocks):
-            self.blocks.append(ResBlock(cin, cin, cfg.norm_groups, kt))
-        self.norm_out = FrameGroupNorm(cfg.norm_groups, cin)
+            self.blocks.append(ResBlock(cin, cin, cfg.norm_groups, kt, cfg.norm))
+        self.norm_out = frame_norm(cfg.norm, cfg.norm_groups, cin)
         self.conv_out = CausalConv3d(cin, cfg.bits, 1)
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
@@ -153,13 +182,13 @@ class Decoder(nn.Module):
         strides, kt = cfg.stage_strides(), cfg.temporal_kernel
         cin = chans[-1]
         self.conv_in = CausalConv3d(cfg.bits, cin, (kt, 3, 3))
-        self.blocks = nn.ModuleList(ResBlock(cin, cin, cfg.norm_groups, kt) for _ in range(cfg.num_res_blocks))
+        self.blocks = nn.ModuleList(ResBlock(cin, cin, cfg.norm_groups, kt, cfg.norm) for _ in range(cfg.num_res_blocks))
         for i in reversed(range(len(chans))):
-            self.blocks.extend(ResBlock(cin, cin, cfg.norm_groups, kt) for _ in range(cfg.num_res_blocks))
+            self.blocks.extend(ResBlock(cin, cin, cfg.norm_groups, kt, cfg.norm) for _ in range(cfg.num_res_blocks))
             if i > 0:
                 self.blocks.append(Upsample(cin, chans[i - 1], *strides[i - 1], kt))
                 cin = chans[i - 1]
-        self.norm_out = FrameGroupNorm(cfg.norm_groups, cin)
+        self.norm_out = frame_norm(cfg.norm, cfg.norm_groups, cin)
         self.conv_out = CausalConv3d(cin, 3, (kt, 3, 3))
 
     def forward(self, q: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:

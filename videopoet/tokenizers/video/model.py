@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from videopoet.errors import UserError
-from videopoet.tokenizers.video.layers import Cache, Decoder, Encoder
+from videopoet.tokenizers.video.layers import NORMS, Cache, Decoder, Encoder
 from videopoet.tokenizers.video.lfq import LFQ, LFQConfig, LFQOutput
 
 
@@ -56,6 +56,7 @@ class VideoTokenizerConfig:
     temporal_kernel: int = 3  # time extent of every conv that keeps the frame rate; 1: spatial-only convs
     # (time is then mixed only where it is down/up-sampled, whose convs keep 3)
     norm_groups: int = 32
+    norm: str = "group"  # group: per-frame group norm; pixel: per-pixel channel norm (keeps flat frames' colour)
     spatial_factor: int = 8  # 4, 8 or 16
     temporal_factor: int = 4  # 1, 2, 4 or 8
     bits: int = 18  # K: 2^K codes
@@ -86,6 +87,8 @@ class VideoTokenizerConfig:
             raise ValueError(f"temporal_kernel must be 1 or 3, got {self.temporal_kernel}")
         if self.channels < 1 or min(self.channel_mult) < 1 or self.num_res_blocks < 1:
             raise ValueError("channels, channel_mult and num_res_blocks must be positive")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         bad = [self.channels * m for m in self.channel_mult if (self.channels * m) % self.norm_groups]
         if self.norm_groups < 1 or bad:
             raise ValueError(f"norm_groups {self.norm_groups} must divide every level's channels, not {bad}")
