@@ -7,7 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videopoet.tokenizers.video.layers import CausalConv3d, FrameGroupNorm, PixelNorm, frame_norm
+from videopoet.tokenizers.video.layers import (
+    CausalConv3d,
+    FrameGroupNorm,
+    PixelNorm,
+    RGBUpsample,
+    Upsample,
+    frame_norm,
+)
 
 
 def test_causal_conv_streamed_in_chunks_equals_the_whole_clip() -> None:
@@ -69,3 +76,18 @@ def test_flat_frames_a_two_channel_group_norm_merges_stay_apart_under_the_pixel_
     assert (pixel(a) - pixel(b)).abs().max() > 0.3
     with pytest.raises(ValueError, match="norm must be one of"):
         frame_norm("batch", 2, 4)
+
+
+def test_rgb_skips_follow_the_upsamplers_frames_and_stay_smooth() -> None:
+    """An output skip's image lands on the frames `Upsample` makes from the same latent frame, streamed or
+    whole, and a flat colour stays flat."""
+    up, skip = Upsample(1, 1, 2, 2, kt=3), RGBUpsample(2, 2)
+    x = torch.arange(4.0).view(1, 1, 4, 1, 1).expand(1, 1, 4, 2, 2)
+    y = skip(x)
+    assert y.shape == up(x).shape == (1, 1, 7, 4, 4)
+    assert y[0, 0, :, 0, 0].tolist() == [0, 1, 1, 2, 2, 3, 3]  # latent frame 0 is the first frame alone
+    cache: dict = {}
+    assert torch.equal(torch.cat([skip(x[:, :, :2], cache), skip(x[:, :, 2:], cache)], dim=2), y)
+    assert torch.equal(skip(torch.full((1, 3, 2, 3, 5), 0.25)), torch.full((1, 3, 3, 6, 10), 0.25))
+    ramp = skip(torch.tensor([[0.0, 1.0]]).view(1, 1, 1, 1, 2).expand(1, 1, 1, 2, 2))[0, 0, 0, 0]
+    assert ramp.tolist() == [0.0, 0.25, 0.75, 1.0]  # bilinear: a smooth ramp, not blocks

@@ -29,13 +29,14 @@ def small_config(**overrides) -> VideoTokenizerConfig:
 
 
 @pytest.fixture(
-    scope="module", params=[(3, "group"), (1, "group"), (1, "pixel")], ids=["time_kernel_3", "time_kernel_1", "pixel_norm"]
+    scope="module", params=[(3, "group"), (1, "group"), (1, "pixel")], ids=["time_kernel_3", "time_kernel_1", "pixel_skips"]
 )
 def model(request: pytest.FixtureRequest) -> VideoTokenizer:
-    """Full 3D kernels, spatial-only kernels except where time is down/up-sampled, and the per-pixel norm."""
+    """Full 3D kernels, spatial-only kernels except where time is down/up-sampled, and the per-pixel norm
+    with the decoder's output skips."""
     torch.manual_seed(0)
     kernel, norm = request.param
-    return VideoTokenizer(small_config(temporal_kernel=kernel, norm=norm)).eval()
+    return VideoTokenizer(small_config(temporal_kernel=kernel, norm=norm, output_skips=norm == "pixel")).eval()
 
 
 def test_temporal_kernel_1_mixes_time_only_where_it_is_resampled() -> None:
@@ -233,9 +234,10 @@ def test_config_validation() -> None:
     assert PRESETS["tiny"].bits == 10  # presets are copied, not changed
 
 
-def test_gradients_reach_every_parameter() -> None:
+@pytest.mark.parametrize("skips", [False, True])
+def test_gradients_reach_every_parameter(skips: bool) -> None:
     torch.manual_seed(0)
-    model = VideoTokenizer(small_config()).train()
+    model = VideoTokenizer(small_config(output_skips=skips)).train()
     x = clip(5)
     recon, quant = model(x)
     ((recon - x).abs().mean() + quant.loss).backward()

@@ -173,8 +173,34 @@ class Encoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)), cache)
 
 
+class RGBUpsample(nn.Module):
+    """The output skips' resampling: frames repeated `time_stride` times (the first `st - 1` of a stream
+    dropped, as `Upsample` does) and each frame scaled `space_stride` times bilinearly, so a coarse level's
+    colour is a smooth image at the next level's size."""
+
+    def __init__(self, time_stride: int, space_stride: int) -> None:
+        super().__init__()
+        self.st, self.ss = time_stride, space_stride
+
+    def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        if self.ss > 1:
+            x = F.interpolate(x, scale_factor=(1, self.ss, self.ss), mode="trilinear", align_corners=False)
+        if self.st == 1:
+            return x
+        first = cache is None or self not in cache
+        if cache is not None:
+            cache[self] = True
+        x = x.repeat_interleave(self.st, dim=2)
+        return x[:, :, self.st - 1 :] if first else x
+
+
 class Decoder(nn.Module):
-    """Mirror of the encoder: `[B, K, 1 + k, h, w]` codes -> `[B, 3, 1 + k*tf, h*sf, w*sf]` (unclamped)."""
+    """Mirror of the encoder: `[B, K, 1 + k, h, w]` codes -> `[B, 3, 1 + k*tf, h*sf, w*sf]` (unclamped).
+
+    With `output_skips` (StyleGAN2's skip generator) every level also maps its features to RGB with a 1x1
+    convolution; those images are up-sampled smoothly (`RGBUpsample`) and summed into the output, so a
+    clip's colours and smooth shading come from the coarse levels through a short path and the
+    full-resolution convolutions only add detail."""
 
     def __init__(self, cfg: VideoTokenizerConfig) -> None:
         super().__init__()
@@ -183,9 +209,13 @@ class Decoder(nn.Module):
         cin = chans[-1]
         self.conv_in = CausalConv3d(cfg.bits, cin, (kt, 3, 3))
         self.blocks = nn.ModuleList(ResBlock(cin, cin, cfg.norm_groups, kt, cfg.norm) for _ in range(cfg.num_res_blocks))
+        self.to_rgb, self.rgb_up = nn.ModuleDict(), nn.ModuleDict()
         for i in reversed(range(len(chans))):
             self.blocks.extend(ResBlock(cin, cin, cfg.norm_groups, kt, cfg.norm) for _ in range(cfg.num_res_blocks))
             if i > 0:
+                if cfg.output_skips:  # keyed by the index of the Upsample block they sit before
+                    self.to_rgb[str(len(self.blocks))] = CausalConv3d(cin, 3, 1)
+                    self.rgb_up[str(len(self.blocks))] = RGBUpsample(*strides[i - 1])
                 self.blocks.append(Upsample(cin, chans[i - 1], *strides[i - 1], kt))
                 cin = chans[i - 1]
         self.norm_out = frame_norm(cfg.norm, cfg.norm_groups, cin)
@@ -193,6 +223,12 @@ class Decoder(nn.Module):
 
     def forward(self, q: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         h = self.conv_in(q, cache)
-        for block in self.blocks:
+        rgb: torch.Tensor | None = None
+        for i, block in enumerate(self.blocks):
+            key = str(i)
+            if key in self.to_rgb:
+                rgb = self.to_rgb[key](h) if rgb is None else rgb + self.to_rgb[key](h)
+                rgb = self.rgb_up[key](rgb, cache)
             h = block(h, cache)
-        return self.conv_out(F.silu(self.norm_out(h)), cache)
+        out = self.conv_out(F.silu(self.norm_out(h)), cache)
+        return out if rgb is None else out + rgb

@@ -57,6 +57,7 @@ class VideoTokenizerConfig:
     # (time is then mixed only where it is down/up-sampled, whose convs keep 3)
     norm_groups: int = 32
     norm: str = "group"  # group: per-frame group norm; pixel: per-pixel channel norm (keeps flat frames' colour)
+    output_skips: bool = False  # every decoder level adds a smoothly up-sampled RGB image to the output
     spatial_factor: int = 8  # 4, 8 or 16
     temporal_factor: int = 4  # 1, 2, 4 or 8
     bits: int = 18  # K: 2^K codes
