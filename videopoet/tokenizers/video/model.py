@@ -22,6 +22,12 @@ and depth-to-time; the first `st - 1` frames of a stream are dropped so 1 + k*tf
 then mixed only by the convolutions that down- or up-sample it, which keep a time kernel of 3. At the CPU
 demo's scale this learns much faster per step and each step is cheaper (held-out shapes PSNR after 600
 steps: 22.4 dB against 20.4 with full 3D kernels; see docs/results.md, "Video tokenizer").
+
+`norm` and `output_skips` are for real content (docs/results.md, "Real video"). A per-frame group norm over
+few channels per group cannot carry a flat frame's colour (a two-channel group of a flat frame normalises
+to +-1 whatever its level), so the tokenizer learns to paint texture into smooth areas and shifts their
+colour; `norm: pixel` normalises each pixel's channels instead. `output_skips` gives every decoder level a
+1x1 RGB output that is up-sampled smoothly and summed into the clip, a short path for colour and shading.
 """
 
 from __future__ import annotations
