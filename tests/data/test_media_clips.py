@@ -78,3 +78,23 @@ def test_a_folder_with_nothing_usable_is_one_clear_error(tmp_path: Path) -> None
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(UserError, match="no usable video files or photographs.*broken.jpg"):
         video_source(tmp_path, 9, (32, 32), 8.0)
+
+
+def test_channel_shuffle_reorders_colours_of_a_share_of_the_training_items(tmp_path: Path) -> None:
+    from videopoet.data.media_clips import shuffle_channels
+
+    rng = np.random.default_rng(0)
+    frames = np.zeros((2, 4, 4, 3), np.uint8)
+    frames[..., 0], frames[..., 1], frames[..., 2] = 10, 20, 30
+    orders = {tuple(shuffle_channels(frames, rng, 1.0)[0, 0, 0]) for _ in range(60)}
+    assert len(orders) == 5 and (10, 20, 30) not in orders  # every other order of the three channels
+    state = rng.bit_generator.state
+    assert shuffle_channels(frames, rng, 0.0) is frames and rng.bit_generator.state == state  # off: no draw
+    with pytest.raises(ValueError, match="channel_shuffle"):
+        MediaClipsConfig(channel_shuffle=1.5)
+    root = _folder(tmp_path)
+    plain = video_source(root, 9, (32, 48), 8.0, media=MediaClipsConfig(image_share=1.0))
+    shuffled = video_source(root, 9, (32, 48), 8.0, media=MediaClipsConfig(image_share=1.0, channel_shuffle=1.0))
+    a, b = plain.sample(np.random.default_rng(3), 1), shuffled.sample(np.random.default_rng(3), 1)
+    assert not torch.equal(a, b) and torch.equal(a.flatten(2).sort(1).values, b.flatten(2).sort(1).values)
+    assert torch.equal(shuffled.validation(2), plain.validation(2))  # validation is never shuffled

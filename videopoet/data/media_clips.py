@@ -55,9 +55,11 @@ class MediaClipsConfig:
     max_rotation: float = 5.0  # degrees a moving photograph turns over a clip, at most
     max_pan: float = 0.5  # distance a moving photograph pans over a clip, at most, as a share of the crop
     cache_side: int = 0  # photographs are held in memory with the short side at most this; 0: 3x the clip's
+    channel_shuffle: float = 0.0  # share of training items whose RGB channels come in another order, so
+    # the tokenizer sees hues the corpus lacks (a magenta flower from a green leaf); 0: off
 
     def __post_init__(self) -> None:
-        for name in ("image_share", "photo_clip_share"):
+        for name in ("image_share", "photo_clip_share", "channel_shuffle"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 < self.min_crop <= 1:
@@ -85,6 +87,17 @@ def _shrink(x: torch.Tensor, scale: float) -> torch.Tensor:
     h, w = x.shape[-2:]
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+_REORDERS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))  # every RGB order but the identity
+
+
+def shuffle_channels(frames: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
+    """uint8 `[..., 3]` frames with their colour channels in another order, for a `share` of calls (no
+    random draw when `share` is 0, so runs without it draw what they always drew)."""
+    if share <= 0 or rng.random() >= share:
+        return frames
+    return frames[..., list(_REORDERS[int(rng.integers(len(_REORDERS)))])]
 
 
 def random_crop(
@@ -224,10 +237,10 @@ class MediaFolderClips:
     def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
         if self.train_photos and rng.random() < self.cfg.image_share:
             picks = rng.integers(len(self.train_photos), size=self.cfg.image_batch_size or batch_size)
-            return frames_to_tensor(
-                [random_crop(self.train_photos[i][1], self.size, rng, self.cfg.min_crop) for i in picks]
-            )
-        return frames_to_tensor([self._one_clip(rng) for _ in range(batch_size)])
+            crops = (random_crop(self.train_photos[i][1], self.size, rng, self.cfg.min_crop) for i in picks)
+            return frames_to_tensor([shuffle_channels(c, rng, self.cfg.channel_shuffle) for c in crops])
+        clips = (self._one_clip(rng) for _ in range(batch_size))
+        return frames_to_tensor([shuffle_channels(c, rng, self.cfg.channel_shuffle) for c in clips])
 
     def validation_items(self, n: int | None = None) -> list[tuple[str, np.ndarray]]:
         """Fixed (name, uint8 `[T, H, W, 3]`) validation clips: every validation video's clips (as many
