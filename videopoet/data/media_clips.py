@@ -237,10 +237,10 @@ class MediaFolderClips:
     def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
         if self.train_photos and rng.random() < self.cfg.image_share:
             picks = rng.integers(len(self.train_photos), size=self.cfg.image_batch_size or batch_size)
-            crops = (random_crop(self.train_photos[i][1], self.size, rng, self.cfg.min_crop) for i in picks)
-            return frames_to_tensor([shuffle_channels(c, rng, self.cfg.channel_shuffle) for c in crops])
-        clips = (self._one_clip(rng) for _ in range(batch_size))
-        return frames_to_tensor([shuffle_channels(c, rng, self.cfg.channel_shuffle) for c in clips])
+            items = [random_crop(self.train_photos[i][1], self.size, rng, self.cfg.min_crop) for i in picks]
+        else:
+            items = [self._one_clip(rng) for _ in range(batch_size)]
+        return frames_to_tensor([shuffle_channels(x, rng, self.cfg.channel_shuffle) for x in items])
 
     def validation_items(self, n: int | None = None) -> list[tuple[str, np.ndarray]]:
         """Fixed (name, uint8 `[T, H, W, 3]`) validation clips: every validation video's clips (as many

@@ -117,6 +117,15 @@ class Downsample(nn.Module):
         return self.conv(x, cache)
 
 
+def drop_stream_start(module: nn.Module, y: torch.Tensor, st: int, cache: Cache | None) -> torch.Tensor:
+    """`y` from a time up-sampler without its first `st - 1` frames when this call starts a stream (no
+    cache, or the first chunk through `cache`, which remembers that `module` has started)."""
+    first = cache is None or module not in cache
+    if cache is not None:
+        cache[module] = True
+    return y[:, :, st - 1 :] if first and st > 1 else y
+
+
 class Upsample(nn.Module):
     """Causal conv to `st * ss * ss` times `cout` channels, then depth-to-time and depth-to-space; drops
     the first `st - 1` frames of a stream so 1 + k frames become 1 + k * st."""
@@ -139,10 +148,7 @@ class Upsample(nn.Module):
         c //= st * ss * ss
         y = y.reshape(b, c, st, ss, ss, t, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4)
         y = y.reshape(b, c, t * st, h * ss, w * ss)
-        first = cache is None or self not in cache
-        if cache is not None:
-            cache[self] = True
-        return y[:, :, st - 1 :] if first and st > 1 else y
+        return drop_stream_start(self, y, st, cache)
 
 
 class Encoder(nn.Module):
@@ -185,13 +191,7 @@ class RGBUpsample(nn.Module):
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         if self.ss > 1:
             x = F.interpolate(x, scale_factor=(1, self.ss, self.ss), mode="trilinear", align_corners=False)
-        if self.st == 1:
-            return x
-        first = cache is None or self not in cache
-        if cache is not None:
-            cache[self] = True
-        x = x.repeat_interleave(self.st, dim=2)
-        return x[:, :, self.st - 1 :] if first else x
+        return drop_stream_start(self, x.repeat_interleave(self.st, dim=2), self.st, cache)
 
 
 class Decoder(nn.Module):
