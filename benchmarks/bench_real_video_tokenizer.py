@@ -3,14 +3,16 @@ every val clip (and the clips of extra media folders) against x264's rate-distor
 frames.
 
     python benchmarks/bench_real_video_tokenizer.py --corpus CORPUS --minutes 60 --size 64 \
-        [--media DIR ...] [--json FILE] [--out DIR] [--config FILE] [--eval-only] [key=value ...]
+        [--media DIR ...] [--json FILE] [--out DIR] [--config FILE] [--eval-only] [--nproc N] [key=value ...]
 
 Training: the `video_tokenizer` and `media_clips` sections of `--config` (default
 configs/real-video-SIZE.yaml; `key=value` overrides the `video_tokenizer` section), on the corpus' photographs
 (1-frame videos and moving clips) and videos (`videopoet.data.media_clips`). Seconds per step are timed on a
 short real run first and the step count set so training takes `--minutes`; the schedule keys scale with it.
 The weights go to `--out` (a tokenizer folder: `load_tokenizer(out, "video")`); a run stopped half-way
-resumes when the same command is given again.
+resumes when the same command is given again. `--nproc N` trains on N data-parallel ranks (torchrun; on a
+CPU, processes sharing its cores; `train.batch_size` and `media_clips.image_batch_size` are per rank); the
+step count is timed with all of them, and rank 0 alone scores.
 
 Scoring, per clip: PSNR, SSIM, the tokens' bits per pixel (ids x K / (T x H x W)), encode and decode
 frames/s; x264 (`-preset veryslow`, every crf from 51 down to 4x the tokenizer's rate, payload bits
@@ -36,6 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from videopoet import distributed  # noqa: E402
 from videopoet.config import load_section  # noqa: E402
 from videopoet.data.corpus import report_skipped  # noqa: E402
 from videopoet.data.sources import training_source  # noqa: E402
@@ -69,10 +72,13 @@ def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     if resume and plan_file.is_file():  # the same step count as the run being resumed
         plan = json.loads(plan_file.read_text())
         apply_schedule(config, plan)
-    else:
-        plan = fit_steps_to_minutes(FAMILY, config, source, args.minutes, SCHEDULE_KEYS)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(plan_file, {**plan, "config": str(config_path), "overrides": args.overrides})
+    else:  # every rank times the step; rank 0's plan is the one all follow
+        plan = distributed.broadcast_object(fit_steps_to_minutes(FAMILY, config, source, args.minutes, SCHEDULE_KEYS))
+        apply_schedule(config, plan)
+        plan["ranks"] = distributed.rank_and_world()[1]
+        if distributed.rank_and_world()[0] == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(plan_file, {**plan, "config": str(config_path), "overrides": args.overrides})
     print(f"training {plan['steps']} steps at ~{plan['seconds_per_step']:.2f} s/step into {out}", flush=True)
     t = time.perf_counter()
     result = FAMILY.train(config, source, out, resume=resume)
@@ -204,16 +210,25 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="weights folder (default runs/bench/real_video_SIZE)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--eval-only", action="store_true", help="score the tokenizer already in --out")
+    parser.add_argument("--nproc", type=int, default=1, help="data-parallel training ranks (torchrun)")
     parser.add_argument("overrides", nargs="*", help="video_tokenizer keys, e.g. train.batch_size=8")
     args = parser.parse_args()
     out = args.out or ROOT / "runs" / "bench" / f"real_video_{args.size}"
     if not args.corpus.is_dir():
         sys.exit(f"bench_real_video_tokenizer: no corpus folder at {args.corpus}")
+    if args.nproc > 1 and not args.eval_only and not distributed.launched():
+        sys.exit(distributed.relaunch(args.nproc, [__file__, *distributed.without_nproc(sys.argv[1:])]))
     report: dict[str, Any] = {"corpus": str(args.corpus), "size": args.size, "out": str(out)}
     if args.eval_only:
         _, config, source = setup(args)
     else:
-        trained = train(args, out)
+        rank, _ = distributed.join_from_environment()
+        try:
+            trained = train(args, out)
+        finally:
+            distributed.leave()
+        if rank:
+            return
         config, source = trained["config"], trained["source"]
         report.update({"plan": trained["plan"], "train_seconds": trained["train_seconds"], "train_result": trained["result"]})
     m = config.model

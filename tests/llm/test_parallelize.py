@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from videopoet.llm.parallelize import (
-    cpu_threads_per_rank,
     free_port,
     launch_command,
     remove_cpu_allreduce_buffer,
@@ -24,20 +23,6 @@ def test_free_port_can_be_bound_and_launch_command_uses_it() -> None:
     cmd = launch_command(2, "c.yaml", ["llm_train.steps=1"], "tok", "run", master_port=port)
     assert cmd[cmd.index("--master_port") + 1] == str(port) and cmd[-1] == "llm_train.steps=1"
     assert cmd[cmd.index("--data") + 1] == "tok" and cmd[cmd.index("--out") + 1] == "run"  # paths are options
-
-
-def test_cpu_threads_are_shared_among_local_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    monkeypatch.setenv("LOCAL_SIZE", "2")  # what the deepspeed launcher sets
-    assert cpu_threads_per_rank() == 4
-    monkeypatch.setenv("LOCAL_SIZE", "16")
-    assert cpu_threads_per_rank() == 1
-    monkeypatch.delenv("LOCAL_SIZE")
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # what torchrun sets
-    assert cpu_threads_per_rank() == 2
-    monkeypatch.delenv("LOCAL_WORLD_SIZE")
-    assert cpu_threads_per_rank() == 8
 
 
 def test_cpu_allreduce_buffer_of_this_rank_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

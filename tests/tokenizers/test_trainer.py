@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,49 @@ def test_nan_stops_with_step(tmp_path: Path) -> None:
         train_tokenizer(ToySolver(nan_at=4), config(), tmp_path)
     with pytest.raises(TrainingError, match="nothing to resume"):
         train_tokenizer(ToySolver(), config(), tmp_path / "empty", resume=True)
+
+
+RANKS = """
+import importlib.util, json, sys
+from pathlib import Path
+from videopoet import distributed
+from videopoet.tokenizers.trainer import TrainingError, train_tokenizer
+
+spec = importlib.util.spec_from_file_location("trainer_tests", sys.argv[1])
+tests = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tests)
+rank, world = distributed.join_from_environment()
+out = Path(sys.argv[2])
+solver = tests.ToySolver()
+result = train_tokenizer(solver, tests.config(steps=6), out / "run")
+report = {"weights": [p.tolist() for p in solver.model.parameters()], "losses": solver.losses, "val": result["val"]}
+try:  # rank 1's loss goes bad at step 3
+    train_tokenizer(tests.ToySolver(nan_at=3 if rank == 1 else None), tests.config(steps=6), out / "nan")
+except TrainingError as e:
+    report["error"] = str(e)
+(out / f"rank{rank}.json").write_text(json.dumps(report))
+distributed.leave()
+"""
+
+
+@pytest.mark.slow  # two processes under torchrun
+def test_two_ranks_keep_the_same_weights_and_stop_together(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from videopoet.distributed import torchrun_command
+
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS)
+    cmd = torchrun_command(2, [str(script), __file__, str(tmp_path)])
+    subprocess.run(cmd, check=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["weights"] == r1["weights"]  # averaged gradients: the same update on every rank
+    assert r0["losses"] != r1["losses"]  # ... from different batches (seeded by rank)
+    assert r0["val"] and not r1["val"]  # rank 0 alone validates ...
+    assert latest_checkpoint(tmp_path / "run").name == "step_0000006"  # ... and saves
+    # a bad loss on rank 1 stops both ranks at that step: neither waits on the other
+    assert "became nan at step 3" in r1["error"] and "another rank's tokenizer loss" in r0["error"]
 
 
 def test_crash_while_saving_keeps_latest_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

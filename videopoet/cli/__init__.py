@@ -30,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:
         argv.remove("--debug")
     args = build_parser().parse_args(argv)
+    args.argv = argv  # what a command that relaunches itself on several ranks passes on
     try:
         args.func(args)
     except (UserError, *_USER_OS_ERRORS) as e:

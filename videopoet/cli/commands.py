@@ -53,10 +53,13 @@ def tokenizer_train_text(args: argparse.Namespace) -> None:
 
 
 def tokenizer_train_media(args: argparse.Namespace) -> None:
+    from videopoet import distributed
     from videopoet.config import load_section
     from videopoet.data.sources import training_source
     from videopoet.tokenizers.registry import get_family
 
+    if args.nproc < 1:
+        raise UserError(f"--nproc must be at least 1, got {args.nproc}")
     family = get_family(args.kind)
     overrides = list(args.overrides)
     if args.steps is not None:
@@ -64,8 +67,19 @@ def tokenizer_train_media(args: argparse.Namespace) -> None:
     config = load_section(family.section, args.config, overrides)
     shapes = load_section("shapes", args.config, [])  # how `--data shapes` clips look
     media = load_section("media_clips", args.config, [])  # how clips are made from photographs and videos
-    source = training_source(family, args.data, config, shapes, media)
-    result = family.train(config, source, args.out, resume=args.resume)
+    source = training_source(family, args.data, config, shapes, media)  # bad data fails here, once
+    if args.nproc > 1 and not distributed.launched():  # start the ranks, each running this same command
+        status = distributed.relaunch(args.nproc, ["-m", "videopoet.cli", *distributed.without_nproc(args.argv)])
+        if status:
+            raise SystemExit(status)
+        return
+    rank, _ = distributed.join_from_environment()
+    try:
+        result = family.train(config, source, args.out, resume=args.resume)
+    finally:
+        distributed.leave()
+    if rank:
+        return
     metrics = ", ".join(f"{k}={v:.4g}" for k, v in (result.get("val") or {}).items())
     print(f"trained the {args.kind} tokenizer to step {result.get('step')} in {args.out}" + (f": {metrics}" if metrics else ""))
 

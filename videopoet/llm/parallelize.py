@@ -1,6 +1,7 @@
-"""Distribution in one place: process group, the DeepSpeed config, and the engine around the model.
+"""The LLM's distribution in one place: process group, the DeepSpeed config, and the engine around the model.
 
-Model code never mentions ranks or ZeRO; the trainer asks this module for an engine. The DeepSpeed JSON
+Model code never mentions ranks or ZeRO; the trainer asks this module for an engine. What is not DeepSpeed's
+(free ports, threads per rank, barriers, the tokenizers' plain data parallelism) is in `videopoet.distributed`. The DeepSpeed JSON
 (deploy/deepspeed/*.json) chooses the ZeRO stage, offload and precision; batch size, accumulation,
 clipping and the optimizer come from our config, so there is one source of truth.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 
+from videopoet.distributed import cpu_threads_per_rank, free_port, use_gpus
 from videopoet.errors import UserError
 from videopoet.optim import OptimConfig, build_scheduler
 
@@ -54,7 +56,7 @@ def init_distributed(timeout_s: float = 1800.0) -> tuple[int, int, int]:
         os.environ.setdefault("WORLD_SIZE", "1")
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(free_port()))
-    backend = "nccl" if torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") != "cpu" else "gloo"
+    backend = "nccl" if use_gpus() else "gloo"
     deepspeed.init_distributed(dist_backend=backend, timeout=timedelta(seconds=timeout_s))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if backend == "nccl":
@@ -64,16 +66,8 @@ def init_distributed(timeout_s: float = 1800.0) -> tuple[int, int, int]:
     return torch.distributed.get_rank(), torch.distributed.get_world_size(), local_rank
 
 
-def cpu_threads_per_rank() -> int:
-    """This machine's cores shared among the ranks on it: torch's default of one thread per core in every
-    rank oversubscribes the CPU (2 ranks on 2 cores: ~5% fewer tokens/s). OMP_NUM_THREADS overrides it."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    local = int(os.environ.get("LOCAL_SIZE") or os.environ.get("LOCAL_WORLD_SIZE") or 1)
-    return max(1, cores // max(1, local))
-
-
 def device_for(local_rank: int) -> torch.device:
-    if torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") != "cpu":
+    if use_gpus():
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
@@ -226,11 +220,6 @@ def explain_lost_ranks(wait_s: float = 5.0) -> Iterator[None]:
         ) from e
 
 
-def barrier() -> None:
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
-
-
 def shutdown() -> None:
     """Leave the process group (without it the processes abort at exit) and free this rank's shared memory."""
     if torch.distributed.is_initialized():
@@ -284,15 +273,6 @@ def launch_command(
     if config is not None:
         cmd += ["--config", str(config)]
     return cmd + list(overrides)
-
-
-def free_port() -> int:
-    """A TCP port the OS reports free on this machine, for a local launch's rendezvous."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch_local(nproc: int, config: str | Path | None, overrides: list[str], data: str | Path, out: str | Path,

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import torch
 
+from videopoet import distributed
 from videopoet.config import load_project_config, save_config, to_dict
 from videopoet.errors import UserError
 from videopoet.llm import parallelize
@@ -206,13 +207,13 @@ class LLMTrainer:
         # DeepSpeed keeps the client state of one rank only; every rank's own generators go beside it
         (ckpt_root / tag).mkdir(parents=True, exist_ok=True)
         torch.save(client_state["rng"], ckpt_root / tag / RANK_RNG_FILE.format(rank=self.rank))
-        parallelize.barrier()
+        distributed.barrier()
         if self.rank == 0:
             meta = {"step": self.step, "world_size": self.world, "zero_stage": parallelize.zero_stage(self.ds_config), "tag": tag}
             atomic_write_json(ckpt_root / tag / "meta.json", meta)
             run.mark_latest(ckpt_root / tag)
             run.prune(self.config.keep_last, complete=lambda p: (p / "meta.json").is_file(), companions=("_universal",))
-        parallelize.barrier()
+        distributed.barrier()
         return ckpt_root / tag
 
     def restore(self, ckpt: Checkpoint) -> None:
@@ -245,7 +246,7 @@ class LLMTrainer:
                 keep_temp_folder=False, strict=True, inject_missing_state=True,
             )
             ds_to_universal(args)
-        parallelize.barrier()
+        distributed.barrier()
         return out.name
 
     # ---- steps -------------------------------------------------------------------------------------

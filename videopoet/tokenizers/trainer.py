@@ -8,6 +8,12 @@ clear stop on a NaN or infinite loss.
 
 Data for step `s` comes from `solver.sample_batch(rng)` with `rng` seeded by `(seed, s)`, so a resumed run
 sees exactly the batches an uninterrupted one would; batches are made ahead in DataLoader workers.
+
+Data parallel: started by a launcher (`videopoet tokenizer train ... --nproc N`, `torchrun`, `srun`), every
+rank draws its own batches (`rng` seeded by `(seed, s, rank)`), so `train.batch_size` is per rank and the
+global batch is `batch_size x ranks`; gradients are averaged over the ranks before clipping, which keeps
+the weights, the optimizer and the EMA the same on every rank. Rank 0 alone logs, validates, writes
+samples and saves.
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
+from videopoet.distributed import (
+    average_gradients,
+    barrier,
+    broadcast_module,
+    join_from_environment,
+    local_device,
+)
 from videopoet.errors import UserError
 from videopoet.optim import OptimConfig, build_optimizer
 from videopoet.precision import autocast_dtype
@@ -61,7 +74,7 @@ class TrainConfig:
     keep_last: int = 2
     seed: int = 0
     num_workers: int = 1  # DataLoader workers that make batches ahead of the step
-    device: str = "auto"  # auto: cuda when available, else cpu
+    device: str = "auto"  # auto: cuda when available (this rank's GPU under a launcher), else cpu
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -172,18 +185,14 @@ class EMA:
             ema_b.copy_(b)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class _StepBatches(IterableDataset):
     """Yields (step, batch) for steps start, start+1, ...; worker w makes the steps with s % W == w, and
-    the DataLoader interleaves workers in order, so the sequence is the same for any worker count."""
+    the DataLoader interleaves workers in order, so the sequence is the same for any worker count. Rank r
+    of a data-parallel run seeds with (seed, step, r); a run of one rank with (seed, step)."""
 
-    def __init__(self, solver: TokenizerSolver, seed: int, start: int, stop: int) -> None:
+    def __init__(self, solver: TokenizerSolver, seed: int, start: int, stop: int, rank: int = 0, world: int = 1) -> None:
         self.solver, self.seed, self.start, self.stop = solver, seed, start, stop
+        self.key = [] if world == 1 else [rank]
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         info = get_worker_info()
@@ -191,7 +200,7 @@ class _StepBatches(IterableDataset):
         if info:
             torch.set_num_threads(1)
         for step in range(self.start + wid, self.stop, workers):
-            yield step, self.solver.sample_batch(np.random.default_rng([self.seed, step]))
+            yield step, self.solver.sample_batch(np.random.default_rng([self.seed, step, *self.key]))
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -213,10 +222,18 @@ def _check_finite(loss: torch.Tensor, what: str, step: int, logs: dict[str, floa
         )
 
 
-def _backward_step(loss: torch.Tensor, params: list[nn.Parameter], optimizer, scheduler, clip: float) -> torch.Tensor:
-    """Backward, clip and step; returns the gradient norm as a tensor (the host reads it at log steps only)."""
+def _backward_step(loss: torch.Tensor, params: list[nn.Parameter], optimizer, scheduler, clip: float,
+                   what: str, step: int, logs: dict[str, float]) -> torch.Tensor:
+    """Check the loss, backward, average the gradients over the ranks, clip and step; returns the gradient
+    norm as a tensor (the host reads it at log steps only). Every rank stops together on a bad loss."""
+    bad = not bool(torch.isfinite(loss.detach()).all())
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if not bad:
+        loss.backward()
+    if average_gradients(params, float(bad)) > 0:  # one rank: the flag itself
+        _check_finite(loss, what, step, logs)
+        raise TrainingError(f"another rank's {what} loss became non-finite at step {step}; lower the learning rate or "
+                            "check the data, then resume from the last checkpoint with --resume")
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
     optimizer.step()
     scheduler.step()
@@ -233,10 +250,14 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
         raise TrainingError(f"nothing to resume: {out_dir} holds no checkpoint")
 
     torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
+    rank, world = join_from_environment()
+    device = local_device(config.device)
     amp_dtype = autocast_dtype(config.precision, device)
     model = solver.model.to(device)
     disc = solver.discriminator.to(device) if solver.discriminator is not None else None
+    for module in (model, disc):
+        if module is not None:
+            broadcast_module(module)
     gen_params = [p for p in model.parameters() if p.requires_grad]
     gen_opt, gen_sched = build_optimizer(gen_params, config.optim, config.steps)
     disc_opt = disc_sched = None
@@ -261,9 +282,10 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
 
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start or None)
+    main = rank == 0
+    writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=start or None) if main else None
     loader = DataLoader(
-        _StepBatches(solver, config.seed, start, config.steps),
+        _StepBatches(solver, config.seed, start, config.steps, rank, world),
         batch_size=None,
         num_workers=config.num_workers,
         prefetch_factor=2 if config.num_workers else None,
@@ -287,7 +309,7 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
 
     metrics: dict[str, float] = {}
     logs: dict[str, float] = {}
-    bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True, disable=not main)
     last_time, last_step = time.perf_counter(), start
     step = start
     try:
@@ -296,8 +318,7 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
             batch = _to_device(batch, device)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 loss, logs, aux = solver.generator_loss(batch, step)
-            _check_finite(loss, "tokenizer", step, logs)
-            logs["grad_norm"] = _backward_step(loss, gen_params, gen_opt, gen_sched, config.optim.grad_clip)
+            logs["grad_norm"] = _backward_step(loss, gen_params, gen_opt, gen_sched, config.optim.grad_clip, "tokenizer", step, logs)
             logs["lr"] = gen_sched.get_last_lr()[0]
             ema.update(model)
             if disc is not None:
@@ -305,9 +326,9 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
                     out = solver.discriminator_loss(batch, aux, step)
                 if out is not None:
                     d_loss, d_logs = out
-                    _check_finite(d_loss, "discriminator", step, d_logs)
                     logs.update(d_logs)
-                    logs["disc_grad_norm"] = _backward_step(d_loss, list(disc.parameters()), disc_opt, disc_sched, config.disc_optim.grad_clip)
+                    logs["disc_grad_norm"] = _backward_step(d_loss, list(disc.parameters()), disc_opt, disc_sched,
+                                                            config.disc_optim.grad_clip, "discriminator", step, d_logs)
             done = step + 1
             bar.update(1)
             if done % config.log_every == 0 or done == config.steps:
@@ -315,9 +336,12 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
                 now = time.perf_counter()
                 logs["steps_per_s"] = (done - last_step) / max(now - last_time, 1e-9)
                 last_time, last_step = now, done
-                for k, v in logs.items():
-                    writer.add_scalar(f"train/{k}", v, done)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("loss", "rec", "d_loss", "lr")})
+                if main:
+                    for k, v in logs.items():
+                        writer.add_scalar(f"train/{k}", v, done)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("loss", "rec", "d_loss", "lr")})
+            if not main:
+                continue
             if done % config.val_every == 0 or done == config.steps:
                 metrics = solver.evaluate(ema.model)
                 for k, v in metrics.items():
@@ -329,7 +353,9 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
                 save(done)
     finally:
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
+    barrier()  # the other ranks return once rank 0 has saved
     return {"step": config.steps, "train": logs, "val": metrics}
 
 
