@@ -51,16 +51,17 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def join_from_environment(timeout_s: float = 1800.0) -> tuple[int, int]:
+def join_from_environment(device: torch.device | None = None, timeout_s: float = 1800.0) -> tuple[int, int]:
     """Join the group a launcher set up, once; returns (rank, world). Without a launcher: (0, 1), no group.
 
-    On GPUs each rank takes the GPU of its LOCAL_RANK; on the CPU the cores are shared among the local
-    ranks unless OMP_NUM_THREADS says otherwise."""
+    NCCL when the ranks work on GPUs (`device`, default `local_device()`), else gloo. On GPUs each rank
+    takes the GPU of its LOCAL_RANK; on the CPU the cores are shared among the local ranks unless
+    OMP_NUM_THREADS says otherwise."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     if not launched():
         return 0, 1
-    backend = "nccl" if use_gpus() else "gloo"
+    backend = "nccl" if (device or local_device()).type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     elif "OMP_NUM_THREADS" not in os.environ:
@@ -106,21 +107,34 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 
 def average_gradients(params: Sequence[nn.Parameter], flag: float = 0.0) -> float:
-    """Average the gradients of `params` over the ranks in one flat all-reduce (a parameter without a
-    gradient counts as zero) and return the sum over ranks of `flag`, which rides along: a rank whose
-    loss went bad says so and every rank stops together instead of waiting on it. One rank: no-op."""
+    """Average the gradients of `params` over the ranks in one flat all-reduce and return the sum over
+    ranks of `flag`, which rides along: a rank whose loss went bad says so and every rank stops together
+    instead of waiting on it. A rank without a gradient for a parameter adds zero; a parameter no rank
+    has a gradient for keeps none (the optimizer skips it, as on one process). One rank: no-op."""
     if rank_and_world()[1] == 1:
         return flag
     world = dist.get_world_size()
+    device = params[0].device
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1).float() for g in grads] + [torch.tensor([flag], device=grads[0].device)])
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [has, torch.tensor([flag], device=device)])
     dist.all_reduce(flat)
     offset = 0
-    for p, g in zip(params, grads):
+    for i, (p, g) in enumerate(zip(params, grads)):
         n = g.numel()
-        p.grad = (flat[offset : offset + n] / world).view_as(p).to(p.dtype)
+        used = bool(flat[-1 - len(params) + i] > 0)
+        p.grad = (flat[offset : offset + n] / world).view_as(p).to(p.dtype) if used else None
         offset += n
     return float(flat[-1])
+
+
+def count_ranks(flag: bool, device: torch.device) -> int:
+    """How many ranks pass `flag` (one small all-reduce; on one process, `flag` itself)."""
+    if rank_and_world()[1] == 1:
+        return int(flag)
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t)
+    return int(t.item())
 
 
 def leave() -> None:

@@ -19,12 +19,12 @@ from videopoet.tokenizers.trainer import TrainConfig, TrainingError, train_token
 class ToySolver:
     """A linear autoencoder with a toy discriminator, recording the loss of every step it runs."""
 
-    def __init__(self, stop_at: int | None = None, nan_at: int | None = None) -> None:
+    def __init__(self, stop_at: int | None = None, nan_at: int | None = None, disc_from: int = 2) -> None:
         torch.manual_seed(0)
         self.model = nn.Sequential(nn.Linear(8, 3), nn.Linear(3, 8))
         self.discriminator = nn.Linear(8, 1)
         self.losses: dict[int, float] = {}
-        self.stop_at, self.nan_at = stop_at, nan_at
+        self.stop_at, self.nan_at, self.disc_from = stop_at, nan_at, disc_from
         self.evaluated = 0
 
     def folder_config(self) -> dict[str, Any]:
@@ -44,7 +44,7 @@ class ToySolver:
         return loss, {"loss": loss.item()}, recon.detach()
 
     def discriminator_loss(self, batch: torch.Tensor, recon: torch.Tensor, step: int):
-        if step < 2:
+        if step < self.disc_from:
             return None
         d = torch.relu(1 - self.discriminator(batch)).mean() + torch.relu(1 + self.discriminator(recon)).mean()
         return d, {"d_loss": d.item()}
@@ -117,9 +117,10 @@ tests = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(tests)
 rank, world = distributed.join_from_environment()
 out = Path(sys.argv[2])
-solver = tests.ToySolver()
+solver = tests.ToySolver(disc_from=2 + 2 * rank)  # at steps 2 and 3 rank 1 has no discriminator loss
 result = train_tokenizer(solver, tests.config(steps=6), out / "run")
-report = {"weights": [p.tolist() for p in solver.model.parameters()], "losses": solver.losses, "val": result["val"]}
+report = {"weights": [p.tolist() for p in solver.model.parameters()], "losses": solver.losses, "val": result["val"],
+          "disc": [p.tolist() for p in solver.discriminator.parameters()]}
 try:  # rank 1's loss goes bad at step 3
     train_tokenizer(tests.ToySolver(nan_at=3 if rank == 1 else None), tests.config(steps=6), out / "nan")
 except TrainingError as e:
@@ -142,6 +143,7 @@ def test_two_ranks_keep_the_same_weights_and_stop_together(tmp_path: Path) -> No
     subprocess.run(cmd, check=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True)
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["weights"] == r1["weights"]  # averaged gradients: the same update on every rank
+    assert r0["disc"] == r1["disc"]  # the discriminator too, on steps only one rank has its loss
     assert r0["losses"] != r1["losses"]  # ... from different batches (seeded by rank)
     assert r0["val"] and not r1["val"]  # rank 0 alone validates ...
     assert latest_checkpoint(tmp_path / "run").name == "step_0000006"  # ... and saves

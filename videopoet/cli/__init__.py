@@ -26,11 +26,12 @@ _USER_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADi
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    given = list(argv)
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
     args = build_parser().parse_args(argv)
-    args.argv = argv  # what a command that relaunches itself on several ranks passes on
+    args.argv = given  # what a command that relaunches itself on several ranks passes on
     try:
         args.func(args)
     except (UserError, *_USER_OS_ERRORS) as e:

@@ -53,6 +53,8 @@ def tokenizer_train_text(args: argparse.Namespace) -> None:
 
 
 def tokenizer_train_media(args: argparse.Namespace) -> None:
+    import torch
+
     from videopoet import distributed
     from videopoet.config import load_section
     from videopoet.data.sources import training_source
@@ -69,6 +71,9 @@ def tokenizer_train_media(args: argparse.Namespace) -> None:
     media = load_section("media_clips", args.config, [])  # how clips are made from photographs and videos
     source = training_source(family, args.data, config, shapes, media)  # bad data fails here, once
     if args.nproc > 1 and not distributed.launched():  # start the ranks, each running this same command
+        del source  # the ranks make their own
+        if distributed.use_gpus() and args.nproc > torch.cuda.device_count():
+            raise UserError(f"--nproc {args.nproc} asks for more ranks than the {torch.cuda.device_count()} GPUs here")
         status = distributed.relaunch(args.nproc, ["-m", "videopoet.cli", *distributed.without_nproc(args.argv)])
         if status:
             raise SystemExit(status)

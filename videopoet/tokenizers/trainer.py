@@ -37,6 +37,7 @@ from videopoet.distributed import (
     average_gradients,
     barrier,
     broadcast_module,
+    count_ranks,
     join_from_environment,
     local_device,
 )
@@ -222,16 +223,18 @@ def _check_finite(loss: torch.Tensor, what: str, step: int, logs: dict[str, floa
         )
 
 
-def _backward_step(loss: torch.Tensor, params: list[nn.Parameter], optimizer, scheduler, clip: float,
+def _backward_step(loss: torch.Tensor | None, params: list[nn.Parameter], optimizer, scheduler, clip: float,
                    what: str, step: int, logs: dict[str, float]) -> torch.Tensor:
     """Check the loss, backward, average the gradients over the ranks, clip and step; returns the gradient
-    norm as a tensor (the host reads it at log steps only). Every rank stops together on a bad loss."""
-    bad = not bool(torch.isfinite(loss.detach()).all())
+    norm as a tensor (the host reads it at log steps only). Every rank stops together on a bad loss. A
+    rank with no loss (None) only takes part in the average."""
+    bad = loss is not None and not bool(torch.isfinite(loss.detach()).all())
     optimizer.zero_grad(set_to_none=True)
-    if not bad:
+    if loss is not None and not bad:
         loss.backward()
     if average_gradients(params, float(bad)) > 0:  # one rank: the flag itself
-        _check_finite(loss, what, step, logs)
+        if bad:
+            _check_finite(loss, what, step, logs)
         raise TrainingError(f"another rank's {what} loss became non-finite at step {step}; lower the learning rate or "
                             "check the data, then resume from the last checkpoint with --resume")
     norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
@@ -250,8 +253,8 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
         raise TrainingError(f"nothing to resume: {out_dir} holds no checkpoint")
 
     torch.manual_seed(config.seed)
-    rank, world = join_from_environment()
     device = local_device(config.device)
+    rank, world = join_from_environment(device)
     amp_dtype = autocast_dtype(config.precision, device)
     model = solver.model.to(device)
     disc = solver.discriminator.to(device) if solver.discriminator is not None else None
@@ -279,6 +282,8 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
         restore_rng(state["rng"])
         start = int(state["step"])
         print(f"resuming {out_dir} from step {start}")
+    if world > 1:  # each rank its own random draws (e.g. quantizer dropout), from the seed, rank and start
+        torch.manual_seed(int(np.random.default_rng([config.seed, rank, start]).integers(2**62)))
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -324,8 +329,10 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
             if disc is not None:
                 with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                     out = solver.discriminator_loss(batch, aux, step)
-                if out is not None:
-                    d_loss, d_logs = out
+                # a rank may have no discriminator loss on a step others have one (a batch of photographs):
+                # it joins their step with no gradient of its own
+                if count_ranks(out is not None, device) > 0:
+                    d_loss, d_logs = out if out is not None else (None, {})
                     logs.update(d_logs)
                     logs["disc_grad_norm"] = _backward_step(d_loss, list(disc.parameters()), disc_opt, disc_sched,
                                                             config.disc_optim.grad_clip, "discriminator", step, d_logs)
