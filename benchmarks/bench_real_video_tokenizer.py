@@ -79,7 +79,8 @@ def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         if distributed.rank_and_world()[0] == 0:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(plan_file, {**plan, "config": str(config_path), "overrides": args.overrides})
-    print(f"training {plan['steps']} steps at ~{plan['seconds_per_step']:.2f} s/step into {out}", flush=True)
+    if distributed.rank_and_world()[0] == 0:
+        print(f"training {plan['steps']} steps at ~{plan['seconds_per_step']:.2f} s/step into {out}", flush=True)
     t = time.perf_counter()
     result = FAMILY.train(config, source, out, resume=resume)
     return {"plan": plan, "train_seconds": time.perf_counter() - t, "result": result, "source": source, "config": config}

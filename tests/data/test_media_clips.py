@@ -80,21 +80,33 @@ def test_a_folder_with_nothing_usable_is_one_clear_error(tmp_path: Path) -> None
         video_source(tmp_path, 9, (32, 32), 8.0)
 
 
-def test_channel_shuffle_reorders_colours_of_a_share_of_the_training_items(tmp_path: Path) -> None:
-    from videopoet.data.media_clips import shuffle_channels
+def test_colour_jitter_turns_hue_and_raises_saturation_of_a_share_of_the_training_items(tmp_path: Path) -> None:
+    import math
 
+    from videopoet.data.media_clips import colour_matrix, jitter_colour
+
+    red = np.array([200.0, 0.0, 0.0])
+    assert np.allclose(colour_matrix(2 * math.pi / 3, 1.0) @ red, [0, 200, 0], atol=1e-9)  # a third of a turn: red -> green
+    assert np.allclose(colour_matrix(1.234, 1.7) @ np.full(3, 90.0), 90.0)  # greys stay grey
+    pink = np.array([180.0, 120.0, 150.0])
+    out = colour_matrix(0.0, 2.0) @ pink
+    assert np.isclose(out.mean(), pink.mean()) and np.allclose(out - out.mean(), 2 * (pink - pink.mean()))
+    magenta_from_red = colour_matrix(-math.pi / 3, 1.0) @ np.array([200.0, 20.0, 20.0])  # a sixth of a turn back
+    assert magenta_from_red[0] > 100 and magenta_from_red[2] > 100 and magenta_from_red[1] < 40
     rng = np.random.default_rng(0)
     frames = np.zeros((2, 4, 4, 3), np.uint8)
-    frames[..., 0], frames[..., 1], frames[..., 2] = 10, 20, 30
-    orders = {tuple(shuffle_channels(frames, rng, 1.0)[0, 0, 0]) for _ in range(60)}
-    assert len(orders) == 5 and (10, 20, 30) not in orders  # every other order of the three channels
+    frames[..., 0], frames[..., 1], frames[..., 2] = 200, 60, 40
+    colours = {tuple(jitter_colour(frames, rng, 1.0, 1.5)[0, 0, 0]) for _ in range(40)}
+    assert len(colours) > 30 and all(v.dtype == np.uint8 for v in jitter_colour(frames, rng, 1.0, 3.0))  # clipped to uint8
     state = rng.bit_generator.state
-    assert shuffle_channels(frames, rng, 0.0) is frames and rng.bit_generator.state == state  # off: no draw
-    with pytest.raises(ValueError, match="channel_shuffle"):
-        MediaClipsConfig(channel_shuffle=1.5)
+    assert jitter_colour(frames, rng, 0.0, 1.5) is frames and rng.bit_generator.state == state  # off: no draw
+    with pytest.raises(ValueError, match="colour_jitter"):
+        MediaClipsConfig(colour_jitter=1.5)
+    with pytest.raises(ValueError, match="max_saturation"):
+        MediaClipsConfig(max_saturation=0.5)
     root = _folder(tmp_path)
     plain = video_source(root, 9, (32, 48), 8.0, media=MediaClipsConfig(image_share=1.0))
-    shuffled = video_source(root, 9, (32, 48), 8.0, media=MediaClipsConfig(image_share=1.0, channel_shuffle=1.0))
-    a, b = plain.sample(np.random.default_rng(3), 1), shuffled.sample(np.random.default_rng(3), 1)
-    assert not torch.equal(a, b) and torch.equal(a.flatten(2).sort(1).values, b.flatten(2).sort(1).values)
-    assert torch.equal(shuffled.validation(2), plain.validation(2))  # validation is never shuffled
+    jittered = video_source(root, 9, (32, 48), 8.0, media=MediaClipsConfig(image_share=1.0, colour_jitter=1.0))
+    a, b = plain.sample(np.random.default_rng(3), 1), jittered.sample(np.random.default_rng(3), 1)
+    assert a.shape == b.shape and not torch.equal(a, b)
+    assert torch.equal(jittered.validation(2), plain.validation(2))  # validation is never jittered

@@ -55,13 +55,16 @@ class MediaClipsConfig:
     max_rotation: float = 5.0  # degrees a moving photograph turns over a clip, at most
     max_pan: float = 0.5  # distance a moving photograph pans over a clip, at most, as a share of the crop
     cache_side: int = 0  # photographs are held in memory with the short side at most this; 0: 3x the clip's
-    channel_shuffle: float = 0.0  # share of training items whose RGB channels come in another order, so
-    # the tokenizer sees hues the corpus lacks (a magenta flower from a green leaf); 0: off
+    colour_jitter: float = 0.0  # share of training items with their hue turned by a random angle and their
+    # saturation raised, so the tokenizer sees colours the corpus lacks (a magenta flower from a red one); 0: off
+    max_saturation: float = 1.5  # a jittered item's saturation is scaled by a factor drawn from [1, this]
 
     def __post_init__(self) -> None:
-        for name in ("image_share", "photo_clip_share", "channel_shuffle"):
+        for name in ("image_share", "photo_clip_share", "colour_jitter"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.max_saturation < 1:
+            raise ValueError(f"max_saturation must be >= 1, got {self.max_saturation}")
         if not 0 < self.min_crop <= 1:
             raise ValueError(f"min_crop must be in (0, 1], got {self.min_crop}")
         if self.max_zoom < 1 or self.max_rotation < 0 or self.max_pan < 0 or self.cache_side < 0:
@@ -89,15 +92,24 @@ def _shrink(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-_REORDERS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))  # every RGB order but the identity
+def colour_matrix(angle: float, saturation: float) -> np.ndarray:
+    """The 3x3 RGB map that turns hue by `angle` radians about the grey axis and scales the distance from
+    it (saturation) by `saturation`; greys and each pixel's channel mean stay as they were."""
+    k = np.full(3, 1 / math.sqrt(3))
+    grey = np.outer(k, k)  # projection onto the grey axis
+    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    turn = math.cos(angle) * np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * grey  # Rodrigues
+    return grey + saturation * (turn - grey)
 
 
-def shuffle_channels(frames: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
-    """uint8 `[..., 3]` frames with their colour channels in another order, for a `share` of calls (no
-    random draw when `share` is 0, so runs without it draw what they always drew)."""
+def jitter_colour(frames: np.ndarray, rng: np.random.Generator, share: float, max_saturation: float) -> np.ndarray:
+    """uint8 `[..., 3]` frames recoloured by `colour_matrix` at a random angle and a saturation factor in
+    [1, max_saturation], for a `share` of calls (no random draw when `share` is 0, so runs without it
+    draw what they always drew)."""
     if share <= 0 or rng.random() >= share:
         return frames
-    return frames[..., list(_REORDERS[int(rng.integers(len(_REORDERS)))])]
+    m = colour_matrix(rng.uniform(0, 2 * math.pi), rng.uniform(1, max_saturation))
+    return np.clip(frames.astype(np.float32) @ m.T.astype(np.float32), 0, 255).round().astype(np.uint8)
 
 
 def random_crop(
@@ -240,7 +252,7 @@ class MediaFolderClips:
             items = [random_crop(self.train_photos[i][1], self.size, rng, self.cfg.min_crop) for i in picks]
         else:
             items = [self._one_clip(rng) for _ in range(batch_size)]
-        return frames_to_tensor([shuffle_channels(x, rng, self.cfg.channel_shuffle) for x in items])
+        return frames_to_tensor([jitter_colour(x, rng, self.cfg.colour_jitter, self.cfg.max_saturation) for x in items])
 
     def validation_items(self, n: int | None = None) -> list[tuple[str, np.ndarray]]:
         """Fixed (name, uint8 `[T, H, W, 3]`) validation clips: every validation video's clips (as many
