@@ -11,8 +11,9 @@ configs/real-video-SIZE.yaml; `key=value` overrides the `video_tokenizer` sectio
 short real run first and the step count set so training takes `--minutes`; the schedule keys scale with it.
 The weights go to `--out` (a tokenizer folder: `load_tokenizer(out, "video")`); a run stopped half-way
 resumes when the same command is given again. `--nproc N` trains on N data-parallel ranks (torchrun; on a
-CPU, processes sharing its cores; `train.batch_size` and `media_clips.image_batch_size` are per rank); the
-step count is timed with all of them, and rank 0 alone scores.
+CPU, processes sharing its cores) that split the config's batches (`train.batch_size` and
+`media_clips.image_batch_size`, which must divide by N), so the recipe is the same on any number of ranks;
+the step count is timed with all of them, and rank 0 alone scores.
 
 Scoring, per clip: PSNR, SSIM, the tokens' bits per pixel (ids x K / (T x H x W)), encode and decode
 frames/s; x264 (`-preset veryslow`, every crf from 51 down to 4x the tokenizer's rate, payload bits
@@ -61,6 +62,13 @@ def setup(args: argparse.Namespace) -> tuple[Path, Any, Any]:
     config_path = args.config or ROOT / "configs" / f"real-video-{args.size}.yaml"
     config = load_section(FAMILY.section, config_path, args.overrides)
     media = load_section("media_clips", config_path, [])
+    world = distributed.rank_and_world()[1]
+    if world > 1:  # the ranks split the config's batches
+        if config.train.batch_size % world or media.image_batch_size % world:
+            sys.exit(f"bench_real_video_tokenizer: --nproc {world} must divide train.batch_size "
+                     f"({config.train.batch_size}) and media_clips.image_batch_size ({media.image_batch_size})")
+        config.train.batch_size //= world
+        media.image_batch_size //= world
     return config_path, config, training_source(FAMILY, args.corpus, config, media=media)
 
 
