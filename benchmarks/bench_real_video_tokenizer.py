@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 from videopoet import distributed  # noqa: E402
 from videopoet.config import load_section  # noqa: E402
 from videopoet.data.corpus import report_skipped  # noqa: E402
-from videopoet.data.sources import training_source  # noqa: E402
+from videopoet.data.sources import split_among_ranks, training_source  # noqa: E402
+from videopoet.errors import UserError  # noqa: E402
 from videopoet.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaError, read_clip, read_image  # noqa: E402
 from videopoet.media.codecs import h264_at_rate, h264_curve, h264_roundtrip  # noqa: E402
 from videopoet.metrics.video import psnr, ssim  # noqa: E402
@@ -57,18 +58,17 @@ TARGET_BPP = 0.09  # the issue's ceiling on the tokenizer's rate for the 64x64 t
 SCHEDULE_KEYS = ("loss.disc_start", "loss.entropy_anneal_steps", "train.val_every", "train.sample_every", "train.save_every")  # step counts that scale with the run
 
 
-def setup(args: argparse.Namespace) -> tuple[Path, Any, Any]:
-    """(config file, `video_tokenizer` section, corpus source) of this run."""
+def sections(args: argparse.Namespace) -> tuple[Path, Any, Any]:
+    """(config file, `video_tokenizer` section, `media_clips` section) of this run."""
     config_path = args.config or ROOT / "configs" / f"real-video-{args.size}.yaml"
-    config = load_section(FAMILY.section, config_path, args.overrides)
-    media = load_section("media_clips", config_path, [])
-    world = distributed.rank_and_world()[1]
-    if world > 1:  # the ranks split the config's batches
-        if config.train.batch_size % world or media.image_batch_size % world:
-            sys.exit(f"bench_real_video_tokenizer: --nproc {world} must divide train.batch_size "
-                     f"({config.train.batch_size}) and media_clips.image_batch_size ({media.image_batch_size})")
-        config.train.batch_size //= world
-        media.image_batch_size //= world
+    return config_path, load_section(FAMILY.section, config_path, args.overrides), load_section("media_clips", config_path, [])
+
+
+def setup(args: argparse.Namespace) -> tuple[Path, Any, Any]:
+    """(config file, `video_tokenizer` section, corpus source) of this run; under several ranks the
+    config's batches are split among them."""
+    config_path, config, media = sections(args)
+    split_among_ranks(config, media, distributed.rank_and_world()[1])
     return config_path, config, training_source(FAMILY, args.corpus, config, media=media)
 
 
@@ -226,6 +226,10 @@ def main() -> None:
     if not args.corpus.is_dir():
         sys.exit(f"bench_real_video_tokenizer: no corpus folder at {args.corpus}")
     if args.nproc > 1 and not args.eval_only and not distributed.launched():
+        try:  # the batches must split among the ranks: say so once, before starting them
+            split_among_ranks(*sections(args)[1:], args.nproc)
+        except UserError as e:
+            sys.exit(f"bench_real_video_tokenizer: {e}")
         sys.exit(distributed.relaunch(args.nproc, [__file__, *distributed.without_nproc(sys.argv[1:])]))
     report: dict[str, Any] = {"corpus": str(args.corpus), "size": args.size, "out": str(out)}
     if args.eval_only:

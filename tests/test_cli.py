@@ -131,6 +131,8 @@ def test_video_tokenizer_from_the_command_line(tmp_path: Path, capsys: pytest.Ca
     ckpt = tmp_path / "video"
     assert main(["tokenizer", "train", "video", "--config", str(config), "--data", "shapes", "--out", str(ckpt), "--steps", "2", *small, "--nproc", "0"]) == 2
     assert "--nproc" in capsys.readouterr().err
+    assert main(["tokenizer", "train", "video", "--config", str(config), "--data", "shapes", "--out", str(ckpt), "--steps", "2", *small, "--nproc", "3"]) == 2
+    assert "must divide train.batch_size (2)" in capsys.readouterr().err  # the ranks split the config's batch
     # two data-parallel ranks: the command relaunches itself under torchrun (its output is the ranks')
     assert main(["tokenizer", "train", "video", "--config", str(config), "--data", "shapes", "--out", str(ckpt), "--steps", "2", *small, "--nproc", "2"]) == 0
     assert latest_checkpoint(ckpt).name == "step_0000002"

@@ -119,3 +119,25 @@ def test_every_family_gets_a_source_at_its_geometry(name: str) -> None:
     spec = family.source_kwargs(config)
     expected = (1, 3, spec["frames"], *spec["size"]) if family.modality == "video" else (1, 1, spec["segment_samples"])
     assert tuple(batch.shape) == expected
+
+
+def test_split_among_ranks_divides_the_global_batch() -> None:
+    from types import SimpleNamespace
+
+    from videopoet.data.media_clips import MediaClipsConfig
+    from videopoet.data.sources import split_among_ranks
+
+    def make(batch: int) -> SimpleNamespace:
+        return SimpleNamespace(train=SimpleNamespace(batch_size=batch))
+
+    config, media = make(4), MediaClipsConfig(image_batch_size=32)
+    split_among_ranks(config, media, 2)
+    assert config.train.batch_size == 2 and media.image_batch_size == 16
+    config, media = make(4), MediaClipsConfig(image_batch_size=0)  # 0: the clip batch size, nothing to split
+    split_among_ranks(config, media, 4)
+    assert config.train.batch_size == 1 and media.image_batch_size == 0
+    config = make(4)
+    split_among_ranks(config, None, 1)
+    assert config.train.batch_size == 4
+    with pytest.raises(UserError, match=r"train.batch_size \(7\) and media_clips.image_batch_size \(32\)"):
+        split_among_ranks(make(7), MediaClipsConfig(image_batch_size=32), 3)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def tokenizer_train_media(args: argparse.Namespace) -> None:
 
     from videopoet import distributed
     from videopoet.config import load_section
-    from videopoet.data.sources import training_source
+    from videopoet.data.sources import split_among_ranks, training_source
     from videopoet.tokenizers.registry import get_family
 
     if args.nproc < 1:
@@ -69,6 +70,7 @@ def tokenizer_train_media(args: argparse.Namespace) -> None:
     config = load_section(family.section, args.config, overrides)
     shapes = load_section("shapes", args.config, [])  # how `--data shapes` clips look
     media = load_section("media_clips", args.config, [])  # how clips are made from photographs and videos
+    split_among_ranks(config, media, int(os.environ["WORLD_SIZE"]) if distributed.launched() else args.nproc)
     source = training_source(family, args.data, config, shapes, media)  # bad data fails here, once
     if args.nproc > 1 and not distributed.launched():  # start the ranks, each running this same command
         del source  # the ranks make their own

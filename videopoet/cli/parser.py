@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--steps", type=int, help="training steps (default from the config)")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
         p.add_argument("--nproc", type=int, default=1, help="data-parallel ranks to start with torchrun (GPUs, or CPU "
-                       "processes sharing the cores without one); train.batch_size is per rank")
+                       "processes sharing the cores without one); they split the config's batch")
         _add_config_options(p)
 
     encode = _group(tokenizer, "encode", "encode a media file to tokens (.npz)")

@@ -264,3 +264,18 @@ def training_source(
     its training `config` asks for (`family.source_kwargs(config)`); `shapes` sets how `shapes` clips look,
     `media` how clips are made from a folder's photographs and videos."""
     return SOURCES[family.modality](src, **family.source_kwargs(config), shapes=shapes, media=media)
+
+
+def split_among_ranks(config: Any, media: MediaClipsConfig | None, ranks: int) -> None:
+    """Make a tokenizer training config's batches (`train.batch_size`, and `media.image_batch_size` when
+    set) per rank for `ranks` data-parallel ranks, in place: a config gives the global batch, so a recipe
+    is the same on any number of ranks. Sizes that `ranks` does not divide are the user's error."""
+    if ranks <= 1:
+        return
+    sizes = {"train.batch_size": config.train.batch_size, "media_clips.image_batch_size": media.image_batch_size if media else 0}
+    bad = [f"{key} ({size})" for key, size in sizes.items() if size % ranks]
+    if bad:
+        raise UserError(f"{ranks} ranks share the config's global batch: they must divide {' and '.join(bad)}")
+    config.train.batch_size //= ranks
+    if media is not None:
+        media.image_batch_size //= ranks

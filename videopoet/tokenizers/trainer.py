@@ -10,8 +10,9 @@ Data for step `s` comes from `solver.sample_batch(rng)` with `rng` seeded by `(s
 sees exactly the batches an uninterrupted one would; batches are made ahead in DataLoader workers.
 
 Data parallel: started by a launcher (`videopoet tokenizer train ... --nproc N`, `torchrun`, `srun`), every
-rank draws its own batches (`rng` seeded by `(seed, s, rank)`), so `train.batch_size` is per rank and the
-global batch is `batch_size x ranks`; gradients are averaged over the ranks before clipping, which keeps
+rank draws its own batches (`rng` seeded by `(seed, s, rank)`), so `train.batch_size` here is per rank and
+the global batch is `batch_size x ranks` (the commands divide a config's global batch first:
+`videopoet.data.sources.split_among_ranks`); gradients are averaged over the ranks before clipping, which keeps
 the weights, the optimizer and the EMA the same on every rank. Rank 0 alone logs, validates, writes
 samples and saves.
 """
