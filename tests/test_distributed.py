@@ -1,12 +1,11 @@
-"""videopoet/distributed.py: the plain data parallelism under the tokenizers, on one rank and on two (gloo)."""
+"""videopoet/distributed.py: the plain data parallelism under the tokenizers, on one rank. Two gloo ranks
+(broadcast, the averaged gradients, the stop flag, a broadcast plan) share one torchrun launch with the
+training loop's two-rank test: tests/tokenizers/test_trainer.py."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -50,40 +49,3 @@ def test_one_process_is_a_group_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
     assert distributed.average_gradients(list(layer.parameters()), flag=1.0) == 1.0  # the flag comes back as is
     assert torch.equal(layer.weight.grad, grad)  # and the gradients are untouched
     assert distributed.local_device("cpu") == torch.device("cpu")
-
-
-RANKS = """
-import json, sys, torch
-from torch import nn
-from videopoet import distributed
-
-rank, world = distributed.join_from_environment()
-torch.manual_seed(rank)  # different starting weights on each rank
-net = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))
-distributed.broadcast_module(net)
-params = list(net.parameters())
-params[0].grad = torch.full_like(params[0], float(rank + 1))  # rank 0: 1, rank 1: 2
-params[1].grad = None if rank == 0 else torch.full_like(params[1], 4.0)  # a parameter one rank did not use
-flags = distributed.average_gradients(params, flag=float(rank == 1))
-plan = distributed.broadcast_object({"steps": 10 + rank})
-result = {"rank": rank, "world": world, "weights": [p.tolist() for p in params], "flags": flags, "plan": plan,
-          "grad0": params[0].grad.unique().tolist(), "grad1": params[1].grad.unique().tolist(),
-          "grad2": params[2].grad is None}
-open(sys.argv[1] + f"/rank{rank}.json", "w").write(json.dumps(result))
-distributed.leave()
-"""
-
-
-@pytest.mark.slow  # two processes under torchrun
-def test_two_ranks_broadcast_and_average(tmp_path: Path) -> None:
-    script = tmp_path / "ranks.py"
-    script.write_text(RANKS)
-    subprocess.run(distributed.torchrun_command(2, [str(script), str(tmp_path)]), check=True, timeout=300,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True)
-    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
-    assert r0["world"] == r1["world"] == 2 and r0["weights"] == r1["weights"]  # rank 0's weights everywhere
-    assert r0["grad0"] == r1["grad0"] == [1.5]  # (1 + 2) / 2
-    assert r0["grad1"] == r1["grad1"] == [2.0]  # (0 + 4) / 2: no gradient counts as zero
-    assert r0["grad2"] and r1["grad2"]  # no rank has one: it stays None, which the optimizer skips
-    assert r0["flags"] == r1["flags"] == 1.0  # rank 1's flag reaches rank 0
-    assert r0["plan"] == r1["plan"] == {"steps": 10}

@@ -125,6 +125,20 @@ try:  # rank 1's loss goes bad at step 3
     train_tokenizer(tests.ToySolver(nan_at=3 if rank == 1 else None), tests.config(steps=6), out / "nan")
 except TrainingError as e:
     report["error"] = str(e)
+
+# the primitives under it (videopoet/distributed.py)
+import torch
+from torch import nn
+torch.manual_seed(rank)  # different starting weights on each rank
+net = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1))
+distributed.broadcast_module(net)
+params = list(net.parameters())
+params[0].grad = torch.full_like(params[0], float(rank + 1))  # rank 0: 1, rank 1: 2
+params[1].grad = None if rank == 0 else torch.full_like(params[1], 4.0)  # a parameter one rank did not use
+report["flags"] = distributed.average_gradients(params, flag=float(rank == 1))
+report["plan"] = distributed.broadcast_object({"steps": 10 + rank})
+report["net"] = [p.tolist() for p in params]
+report["grads"] = [params[0].grad.unique().tolist(), params[1].grad.unique().tolist(), params[2].grad is None]
 (out / f"rank{rank}.json").write_text(json.dumps(report))
 distributed.leave()
 """
@@ -132,6 +146,7 @@ distributed.leave()
 
 @pytest.mark.slow  # two processes under torchrun
 def test_two_ranks_keep_the_same_weights_and_stop_together(tmp_path: Path) -> None:
+    """The loop on two gloo ranks, and the primitives of videopoet/distributed.py, in one torchrun launch."""
     import os
     import subprocess
 
@@ -149,6 +164,10 @@ def test_two_ranks_keep_the_same_weights_and_stop_together(tmp_path: Path) -> No
     assert latest_checkpoint(tmp_path / "run").name == "step_0000006"  # ... and saves
     # a bad loss on rank 1 stops both ranks at that step: neither waits on the other
     assert "became nan at step 3" in r1["error"] and "another rank's tokenizer loss" in r0["error"]
+    # distributed.py: rank 0's weights everywhere; gradients (1 + 2) / 2 and (0 + 4) / 2 (no gradient counts
+    # as zero), one no rank has stays None; rank 1's flag and rank 0's plan reach both
+    assert r0["net"] == r1["net"] and r0["grads"] == r1["grads"] == [[1.5], [2.0], True]
+    assert r0["flags"] == r1["flags"] == 1.0 and r0["plan"] == r1["plan"] == {"steps": 10}
 
 
 def test_crash_while_saving_keeps_latest_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
