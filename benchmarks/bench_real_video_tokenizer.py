@@ -75,6 +75,7 @@ def setup(args: argparse.Namespace) -> tuple[Path, Any, Any]:
 def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """Train (or resume) the tokenizer in `out` for about `args.minutes`; returns the plan and result."""
     config_path, config, source = setup(args)
+    rank, world = distributed.rank_and_world()
     plan_file = out / "bench_plan.json"
     resume = RunFolder(out).latest() is not None
     if resume and plan_file.is_file():  # the same step count as the run being resumed
@@ -83,11 +84,11 @@ def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     else:  # every rank times the step; rank 0's plan is the one all follow
         plan = distributed.broadcast_object(fit_steps_to_minutes(FAMILY, config, source, args.minutes, SCHEDULE_KEYS))
         apply_schedule(config, plan)
-        plan["ranks"] = distributed.rank_and_world()[1]
-        if distributed.rank_and_world()[0] == 0:
+        plan["ranks"] = world
+        if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(plan_file, {**plan, "config": str(config_path), "overrides": args.overrides})
-    if distributed.rank_and_world()[0] == 0:
+    if rank == 0:
         print(f"training {plan['steps']} steps at ~{plan['seconds_per_step']:.2f} s/step into {out}", flush=True)
     t = time.perf_counter()
     result = FAMILY.train(config, source, out, resume=resume)

@@ -46,6 +46,15 @@ def use_gpus() -> bool:
     return torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") != "cpu"
 
 
+def bind_rank(backend: str) -> None:
+    """Give this rank its share of the machine: under NCCL the GPU of its LOCAL_RANK, under gloo its share
+    of the cores (`cpu_threads_per_rank`) unless OMP_NUM_THREADS says otherwise."""
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    elif "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(cpu_threads_per_rank())
+
+
 def launched() -> bool:
     """Whether a launcher started this process as one of several ranks."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -54,18 +63,14 @@ def launched() -> bool:
 def join_from_environment(device: torch.device | None = None, timeout_s: float = 1800.0) -> tuple[int, int]:
     """Join the group a launcher set up, once; returns (rank, world). Without a launcher: (0, 1), no group.
 
-    NCCL when the ranks work on GPUs (`device`, default `local_device()`), else gloo. On GPUs each rank
-    takes the GPU of its LOCAL_RANK; on the CPU the cores are shared among the local ranks unless
-    OMP_NUM_THREADS says otherwise."""
+    NCCL when the ranks work on GPUs (`device`, default `local_device()`), else gloo; `bind_rank` gives
+    the rank its GPU or its share of the cores."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     if not launched():
         return 0, 1
     backend = "nccl" if (device or local_device()).type == "cuda" else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    elif "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(cpu_threads_per_rank())
+    bind_rank(backend)
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     return dist.get_rank(), dist.get_world_size()
 
@@ -166,7 +171,4 @@ def without_nproc(argv: Sequence[str]) -> list[str]:
 def relaunch(nproc: int, target: Iterable[str]) -> int:
     """Run `target` on `nproc` local ranks with torchrun and return its exit status (one rank per GPU, or
     CPU processes sharing the cores without one)."""
-    env = dict(os.environ)
-    if not torch.cuda.is_available():
-        env.setdefault("DS_ACCELERATOR", "cpu")
-    return subprocess.call(torchrun_command(nproc, list(target)), env=env)
+    return subprocess.call(torchrun_command(nproc, list(target)))

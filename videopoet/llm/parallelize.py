@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from videopoet.distributed import cpu_threads_per_rank, free_port, use_gpus
+from videopoet.distributed import bind_rank, free_port, use_gpus
 from videopoet.errors import UserError
 from videopoet.optim import OptimConfig, build_scheduler
 
@@ -58,12 +58,8 @@ def init_distributed(timeout_s: float = 1800.0) -> tuple[int, int, int]:
         os.environ.setdefault("MASTER_PORT", str(free_port()))
     backend = "nccl" if use_gpus() else "gloo"
     deepspeed.init_distributed(dist_backend=backend, timeout=timedelta(seconds=timeout_s))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank)
-    elif "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(cpu_threads_per_rank())
-    return torch.distributed.get_rank(), torch.distributed.get_world_size(), local_rank
+    bind_rank(backend)
+    return torch.distributed.get_rank(), torch.distributed.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
 
 
 def device_for(local_rank: int) -> torch.device:
