@@ -8,7 +8,8 @@ frames.
 Training: the `video_tokenizer` and `media_clips` sections of `--config` (default
 configs/real-video-SIZE.yaml; `key=value` overrides the `video_tokenizer` section), on the corpus' photographs
 (1-frame videos and moving clips) and videos (`videopoet.data.media_clips`). Seconds per step are timed on a
-short real run first and the step count set so training takes `--minutes`; the schedule keys scale with it.
+short real run of each kind of batch first (photographs, clips; weighed by `image_share`) and the step count
+set so training takes `--minutes`; the schedule keys scale with it.
 The weights go to `--out` (a tokenizer folder: `load_tokenizer(out, "video")`); a run stopped half-way
 resumes when the same command is given again. `--nproc N` trains on N data-parallel ranks (torchrun; on a
 CPU, processes sharing its cores) that split the config's batches (`train.batch_size` and
@@ -89,7 +90,8 @@ def train(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(plan_file, {**plan, "config": str(config_path), "overrides": args.overrides})
     if rank == 0:
-        print(f"training {plan['steps']} steps at ~{plan['seconds_per_step']:.2f} s/step into {out}", flush=True)
+        kinds = ", ".join(f"{k} {t:.2f}" for k, t in plan.get("plain_seconds_per_step_by_kind", {}).items())
+        print(f"training {plan['steps']} steps at ~{plan['seconds_per_step']:.2f} s/step ({kinds}) into {out}", flush=True)
     t = time.perf_counter()
     result = FAMILY.train(config, source, out, resume=resume)
     return {"plan": plan, "train_seconds": time.perf_counter() - t, "result": result, "source": source, "config": config}

@@ -74,6 +74,19 @@ def test_folder_clips_mix_photographs_and_videos(tmp_path: Path, capsys: pytest.
     assert names[0].startswith("short@") and {"tall", "wide"} <= set(names)
 
 
+def test_mixture_splits_the_batches_by_kind_for_timing(tmp_path: Path) -> None:
+    root = _folder(tmp_path)
+    source = video_source(root, 9, (32, 48), 8.0, media=MediaClipsConfig(image_share=0.3, image_batch_size=4))
+    (kind_a, share_a, photos), (kind_b, share_b, clips) = source.mixture()
+    assert (kind_a, kind_b) == ("photographs", "clips") and (share_a, share_b) == pytest.approx((0.3, 0.7))
+    for seed in range(6):  # each part draws only its kind; the source itself is unchanged
+        assert photos.sample(np.random.default_rng(seed), 2).shape == (4, 3, 1, 32, 48)
+        assert clips.sample(np.random.default_rng(seed), 2).shape == (2, 3, 9, 32, 48)
+    assert source.cfg.image_share == 0.3 and photos.train_photos is source.train_photos
+    clips_only = video_source(root, 9, (32, 48), 8.0, media=MediaClipsConfig(image_share=0.0))
+    assert [(k, s) for k, s, _ in clips_only.mixture()] == [("clips", 1.0)] and clips_only.mixture()[0][2] is clips_only
+
+
 def test_a_folder_with_nothing_usable_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(UserError, match="no usable video files or photographs.*broken.jpg"):

@@ -18,8 +18,9 @@ its own seeded generator.
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,20 @@ class MediaFolderClips:
         else:
             items = [self._one_clip(rng) for _ in range(batch_size)]
         return frames_to_tensor([jitter_colour(x, rng, self.cfg.colour_jitter, self.cfg.max_saturation) for x in items])
+
+    def mixture(self) -> list[tuple[str, float, MediaFolderClips]]:
+        """The kinds of batch `sample` mixes, each with its share of the batches and a copy of this source
+        that draws only that kind: a photograph batch and a clip batch cost very different times, so
+        step timing (`fit_steps_to_minutes`) times each kind on its own rather than a random few of both."""
+        share = self.cfg.image_share if self.train_photos else 0.0
+        if share in (0.0, 1.0):
+            return [("photographs" if share else "clips", 1.0, self)]
+        return [("photographs", share, self._only(1.0)), ("clips", 1.0 - share, self._only(0.0))]
+
+    def _only(self, image_share: float) -> MediaFolderClips:
+        other = copy.copy(self)  # shares the loaded photographs and video spans
+        other.cfg = replace(self.cfg, image_share=image_share)
+        return other
 
     def validation_items(self, n: int | None = None) -> list[tuple[str, np.ndarray]]:
         """Fixed (name, uint8 `[T, H, W, 3]`) validation clips: every validation video's clips (as many

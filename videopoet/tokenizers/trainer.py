@@ -104,7 +104,9 @@ class FamilyTrainingConfig:
 class TrainingSource(Protocol):
     """Where a solver's media comes from (`videopoet.data.sources` makes them): float tensors in [-1, 1],
     clips `[B, 3, T, H, W]` or waveforms `[B, 1, N]`. A source may also offer
-    `validation_scores(reconstructions) -> dict` for what it knows about its validation clips."""
+    `validation_scores(reconstructions) -> dict` for what it knows about its validation clips, and
+    `mixture() -> [(kind, share, source)]` when it mixes kinds of batch of different cost (each `source`
+    draws only its kind), so that step timing weighs each kind by its share."""
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
         """A random training batch drawn with `rng` (the loop seeds it per step, so resuming repeats it)."""
@@ -389,18 +391,25 @@ def _dotted(config: Any, key: str) -> tuple[Any, str]:
 def fit_steps_to_minutes(family: Any, config: Any, source: TrainingSource, minutes: float, schedule_keys: tuple[str, ...] = (), calibration_steps: int = 30) -> dict[str, Any]:
     """Set `config.train.steps` so training `family` on `source` takes about `minutes`, from seconds per
     step timed on short real runs of fresh solvers (with the discriminator on, too, when the config
-    trains one: its share of the run stays the config's `disc_start / steps`). The warm-up and every
+    trains one: its share of the run stays the config's `disc_start / steps`; each kind of batch of a
+    source's `mixture` on its own, weighed by its share). The warm-up and every
     step count named in `schedule_keys` (dotted, e.g. `loss.disc_start`) scale with the run, so the
     schedule keeps its proportions. Returns the plan: steps, seconds per step, and the scaled keys."""
-    def timed(disc_start: int) -> float:
+    parts = source.mixture() if hasattr(source, "mixture") else [("batches", 1.0, source)]
+
+    def timed(disc_start: int) -> dict[str, float]:
         trial = copy.deepcopy(config)
         trial.loss.disc_start = disc_start
-        return loop_seconds_per_step(family.build_solver(trial, source), trial.train, calibration_steps)
+        return {kind: loop_seconds_per_step(family.build_solver(trial, part), trial.train, calibration_steps) for kind, _, part in parts}
+
+    def mean(by_kind: dict[str, float]) -> float:
+        return sum(share * by_kind[kind] for kind, share, _ in parts)
 
     loss = config.loss
     gan = getattr(loss, "gan_weight", 0) > 0
-    plain = timed(calibration_steps + 1 if gan else loss.disc_start)
-    adversarial = timed(0) if gan else plain
+    plain_by_kind = timed(calibration_steps + 1 if gan else loss.disc_start)
+    plain = mean(plain_by_kind)
+    adversarial = mean(timed(0)) if gan else plain
     gan_share = max(0.0, 1 - loss.disc_start / config.train.steps) if gan else 0.0
     per_step = (1 - gan_share) * plain + gan_share * adversarial
     steps = max(10, int(minutes * 60 / per_step))
@@ -413,7 +422,8 @@ def fit_steps_to_minutes(family: Any, config: Any, source: TrainingSource, minut
         setattr(parent, leaf, round(getattr(parent, leaf) * scale))
         schedule[key] = getattr(parent, leaf)
     return {"minutes": minutes, "steps": steps, "seconds_per_step": per_step, "plain_seconds_per_step": plain,
-            "adversarial_seconds_per_step": adversarial, "schedule": schedule}  # fmt: skip
+            "adversarial_seconds_per_step": adversarial, "plain_seconds_per_step_by_kind": plain_by_kind,
+            "schedule": schedule}  # fmt: skip
 
 
 def apply_schedule(config: Any, plan: dict[str, Any]) -> None:

@@ -118,3 +118,27 @@ def test_fit_steps_to_minutes_scales_the_schedule() -> None:
     fresh = small(steps=100)
     apply_schedule(fresh, plan)
     assert fresh.train.steps == steps and fresh.loss.entropy_anneal_steps == config.loss.entropy_anneal_steps
+
+
+def test_fit_steps_to_minutes_times_each_kind_of_a_mixture() -> None:
+    from videopoet.tokenizers.trainer import fit_steps_to_minutes
+
+    class Mixed:  # a source that mixes cheap 1-frame batches (a quarter) with clip batches
+        def __init__(self, inner: object, frames: int | None) -> None:
+            self.inner, self.frames = inner, frames
+
+        def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
+            clip = self.inner.sample(rng, batch_size)
+            return clip[:, :, : self.frames] if self.frames else clip
+
+        def validation(self, n: int) -> torch.Tensor:
+            return self.inner.validation(n)
+
+        def mixture(self) -> list[tuple[str, float, object]]:
+            return [("stills", 0.25, Mixed(self.inner, 1)), ("clips", 0.75, Mixed(self.inner, None))]
+
+    config = small(steps=100)
+    plan = fit_steps_to_minutes(FAMILY, config, Mixed(training_source(FAMILY, "shapes", config), None), 0.05, calibration_steps=2)
+    by_kind = plan["plain_seconds_per_step_by_kind"]
+    assert set(by_kind) == {"stills", "clips"} and all(t > 0 for t in by_kind.values())
+    assert plan["plain_seconds_per_step"] == pytest.approx(0.25 * by_kind["stills"] + 0.75 * by_kind["clips"])
