@@ -22,6 +22,7 @@ from videopoet.tokenizers.video.train import (
     VideoLossConfig,
     VideoSolver,
     VideoTokenizerTrainingConfig,
+    block_means,
 )
 
 FAMILY = get_family("video")
@@ -88,6 +89,28 @@ def test_loss_config() -> None:
         from_dict(VideoTokenizerTrainingConfig, {"loss": {"l1_weight": 0.0}})
     with pytest.raises(ConfigError, match="unknown config key 'loss.gan_wieght'"):
         from_dict(VideoTokenizerTrainingConfig, {"loss": {"gan_wieght": 0.0}})
+
+
+def test_lowpass_term_weighs_block_means_only() -> None:
+    """The low-frequency term sees an error that is constant over blocks and not one that averages out
+    within each block; it is off (and unlogged) at weight 0."""
+    offset = torch.full((1, 3, 2, 16, 16), 0.5)
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2.0 - 1.0
+    assert torch.allclose(block_means(offset, 8).pow(2).mean(), offset.pow(2).mean())
+    assert block_means(checker.expand(1, 3, 2, 16, 16), 8).abs().max() == 0
+    assert block_means(torch.ones(1, 1, 1, 10, 10), 8).shape[-2:] == (2, 2)  # an edge block holds what is left
+    config = small(lowpass_weight=2.0, gan_weight=0.0)
+    solver = FAMILY.build_solver(config, training_source(FAMILY, "shapes", config))
+    batch = solver.sample_batch(np.random.default_rng(0))
+    _, logs, recon = solver.generator_loss(batch, step=0)
+    expected = block_means(recon.float() - batch.float(), 8).pow(2).mean().item()
+    assert logs["lowpass"] == pytest.approx(expected, rel=1e-4)
+    assert logs["rec"] == pytest.approx(logs["l1"] + 2.0 * expected, rel=1e-4)
+    plain = small(gan_weight=0.0)
+    _, logs, _ = FAMILY.build_solver(plain, training_source(FAMILY, "shapes", plain)).generator_loss(batch, step=0)
+    assert "lowpass" not in logs and logs["rec"] == pytest.approx(logs["l1"])
+    with pytest.raises(ConfigError, match="lowpass_factor"):
+        from_dict(VideoTokenizerTrainingConfig, {"loss": {"lowpass_factor": 0}})
 
 
 def test_photograph_batches_train_without_the_discriminator() -> None:

@@ -2,7 +2,10 @@
 plugs into the shared loop (`videopoet.tokenizers.trainer.train_tokenizer`).
 
 Losses (MAGVIT-v2 recipe, each weight configurable in `VideoLossConfig`):
-- reconstruction: L1 and/or L2 between the clip and its (unclamped) reconstruction;
+- reconstruction: L1 and/or L2 between the clip and its (unclamped) reconstruction, and optionally an L2
+  between the two averaged over `lowpass_factor` x `lowpass_factor` blocks of each frame (`lowpass_weight`):
+  that is the block-mean part of the plain L2, so its weight adds to what slow colour and shading errors
+  cost (a near-white sky coming back with pink and green blotches a few blocks wide) against texture;
 - LFQ: commitment, plus the entropy loss whose weight decays linearly from `entropy_weight` to
   `entropy_weight_final` over `entropy_anneal_steps` (strong at first so the codebook spreads out, weaker
   later so it stops fighting reconstruction). These weights replace the model config's LFQ weights;
@@ -34,12 +37,20 @@ from videopoet.tokenizers.video.lfq import CodebookUsage
 from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
 
 
+def block_means(video: torch.Tensor, factor: int) -> torch.Tensor:
+    """Each frame of (B, C, T, H, W) `video` averaged over `factor` x `factor` blocks (edge blocks over
+    what they hold)."""
+    return nn.functional.avg_pool3d(video, (1, factor, factor), ceil_mode=True)
+
+
 @dataclass
 class VideoLossConfig:
     """Weights of the video tokenizer's training losses (see the module docstring)."""
 
     l1_weight: float = 1.0
     l2_weight: float = 0.0
+    lowpass_weight: float = 0.0  # L2 of the block means of each frame; 0 turns it off
+    lowpass_factor: int = 8  # block side (pixels) of that term
     commitment_weight: float = 0.25
     entropy_weight: float = 0.1  # at step 0
     entropy_weight_final: float = 0.01  # after `entropy_anneal_steps`
@@ -53,13 +64,15 @@ class VideoLossConfig:
     max_adaptive_weight: float = 1e4
 
     def __post_init__(self) -> None:
-        weights = ("l1_weight", "l2_weight", "commitment_weight", "entropy_weight", "entropy_weight_final",
-                   "gan_weight", "lecam_weight")  # fmt: skip
+        weights = ("l1_weight", "l2_weight", "lowpass_weight", "commitment_weight", "entropy_weight",
+                   "entropy_weight_final", "gan_weight", "lecam_weight")  # fmt: skip
         bad = [w for w in weights if getattr(self, w) < 0]
         if bad:
             raise ValueError(f"loss weights must be non-negative: {', '.join(bad)}")
         if self.l1_weight == 0 and self.l2_weight == 0:
             raise ValueError("l1_weight and l2_weight are both 0: nothing would teach reconstruction")
+        if self.lowpass_factor < 1:
+            raise ValueError(f"lowpass_factor must be >= 1, got {self.lowpass_factor}")
         if self.entropy_anneal_steps < 0 or self.disc_start < 0:
             raise ValueError("entropy_anneal_steps and disc_start must be >= 0")
         if not 0 <= self.lecam_decay < 1:
@@ -121,12 +134,16 @@ class VideoSolver(SolverBase):
         diff = recon.float() - batch.float()
         l1, l2 = diff.abs().mean(), diff.pow(2).mean()
         rec = cfg.l1_weight * l1 + cfg.l2_weight * l2
+        if cfg.lowpass_weight > 0:
+            lowpass = block_means(diff, cfg.lowpass_factor).pow(2).mean()
+            rec = rec + cfg.lowpass_weight * lowpass
         ent_w = cfg.entropy_weight_at(step)
         loss = rec + cfg.commitment_weight * quant.commitment + ent_w * quant.entropy
         logs = {
             "rec": rec.item(),
             "l1": l1.item(),
             "l2": l2.item(),
+            **({"lowpass": lowpass.item()} if cfg.lowpass_weight > 0 else {}),
             "commitment": quant.commitment.item(),
             "entropy": quant.entropy.item(),
             "per_token_entropy": quant.per_token_entropy.item(),
