@@ -63,6 +63,18 @@ def test_read_audio_resampling_keeps_frequency(tmp_path, sine, peak_hz):
     assert np.abs(wav).max() == pytest.approx(0.5, abs=0.02)
 
 
+def test_read_audio_ignores_a_callers_bf16_autocast(tmp_path, sine):
+    """A tokenizer's training step reads audio under bf16 autocast: the samples stay float32 and exact."""
+    import torch
+
+    path = tmp_path / "sine.wav"
+    io.write_audio(path, sine(1000, 1.0, 44100), 44100)
+    plain = io.read_audio(path, sample_rate=16000)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = io.read_audio(path, sample_rate=16000)
+    assert under.dtype == np.float32 and np.array_equal(under, plain)
+
+
 def test_read_audio_real_files(shared_media):
     audio = shared_media / "audio"
     speech = io.read_audio(audio / "speech_librivox_0870.wav")

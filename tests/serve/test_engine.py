@@ -63,10 +63,10 @@ def test_a_bad_input_fails_only_its_job(engine, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("task", ["text_to_video_audio", "text_to_image", "video_to_audio"])
 def test_batch_decoding_matches_generate_row_by_row(engine, tiny_model: Path, tmp_path: Path, task: str) -> None:
-    """The batched decode gives the media `Generator.write` gives for each row (to a rounding step)."""
+    """The batched decode gives the frames and sound `Generator.write` decodes for each row (to a rounding
+    step), and the same kind of file. The decoded arrays are compared, not the files read back: frames one
+    level apart can come out of H.264 many levels apart."""
     import torch
-
-    from videopoet import media
 
     g = engine.generator
     clip = next((tiny_model.parent / "shapes" / "clips").glob("*.mp4"))
@@ -79,12 +79,13 @@ def test_batch_decoding_matches_generate_row_by_row(engine, tiny_model: Path, tm
         ours = engine.write(task, None if frames is None else frames[r], None if audio is None else audio[r], tmp_path / f"ours{r}")
         theirs = g.write(req, content[r], layout, tmp_path / f"theirs{r}", req.sampling)
         assert ours.suffix == theirs.suffix
-        if ours.suffix == ".wav":
-            a, b = (media.read_audio(p, 0.0, 1.0, 16000) for p in (ours, theirs))
-            assert np.abs(a - b).max() < 1e-3
-        else:
-            a, b = (media.read_clip(p, 0.0, 1, 8.0).astype(int) for p in (ours, theirs))
-            assert np.abs(a - b).max() <= 2
+        row_frames, row_audio = g._decode(req, content[r], layout)
+        assert (frames is None) == (row_frames is None) and (audio is None) == (row_audio is None)
+        if frames is not None:
+            assert frames[r].shape == row_frames.shape
+            assert np.abs(frames[r].astype(int) - row_frames.astype(int)).max() <= 2
+        if audio is not None:
+            assert np.abs(np.asarray(audio[r]) - row_audio).max() < 1e-3
     assert engine.decode_batch(engine.request(params(seconds=2.0)), content, layout) is None  # extension: row by row
 
 

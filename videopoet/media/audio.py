@@ -89,7 +89,8 @@ def read_audio(
     hi = min(seg.shape[0], start + math.ceil(n_out * rate / sample_rate) + margin)
     x = seg[lo:hi]
     if rate != sample_rate and x.shape[0] > 0:
-        x = AF.resample(torch.from_numpy(np.ascontiguousarray(x)), rate, sample_rate).numpy()
+        with torch.autocast("cpu", enabled=False):  # a caller's bf16 autocast must not reach the samples
+            x = AF.resample(torch.from_numpy(np.ascontiguousarray(x)), rate, sample_rate).numpy()
     offset = round((start - lo) * sample_rate / rate)
     wav = x[offset : offset + n_out]
     if wav.shape[0] < n_out:
