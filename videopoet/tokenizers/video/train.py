@@ -5,7 +5,8 @@ Losses (MAGVIT-v2 recipe, each weight configurable in `VideoLossConfig`):
 - reconstruction: L1 and/or L2 between the clip and its (unclamped) reconstruction, and optionally an L2
   between the two averaged over `lowpass_factor` x `lowpass_factor` blocks of each frame (`lowpass_weight`):
   that is the block-mean part of the plain L2, so its weight adds to what slow colour and shading errors
-  cost (a near-white sky coming back with pink and green blotches a few blocks wide) against texture;
+  cost (a near-white sky coming back with pink and green blotches a few blocks wide) against texture; no
+  config sets it: at weight 10 the real-video recipe learned slower (docs/results.md, "Real video");
 - LFQ: commitment, plus the entropy loss whose weight decays linearly from `entropy_weight` to
   `entropy_weight_final` over `entropy_anneal_steps` (strong at first so the codebook spreads out, weaker
   later so it stops fighting reconstruction). These weights replace the model config's LFQ weights;
