@@ -55,7 +55,9 @@ def h264_roundtrip(
     frames: np.ndarray, fps: float, crf: int, preset: str = "veryslow"
 ) -> tuple[np.ndarray, float, float]:
     """Encode uint8 `[T, H, W, 3]` frames with libx264 (yuv420p, `preset`, constant rate factor `crf`, one
-    thread, so the same input gives the same bits) and decode them back.
+    thread) and decode them back. The same input does not always give the same bits: with x264's MB-tree
+    rate control on (every preset but ultrafast) repeated encodes of one clip differ now and then (seen:
+    crf 51 on a 17x64x64 clip, 31.6-32.2 dB; with `mbtree=0` every encode was the same; docs/results.md).
 
     Returns (decoded frames, payload bits per pixel, packet bits per pixel). The payload is the coded-slice
     NAL units (the pictures); the packets add their start codes and, on the first frame, x264's ~700-byte
