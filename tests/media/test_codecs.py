@@ -57,6 +57,14 @@ def test_payload_bits_leave_out_the_x264_sei() -> None:
     assert [len(u) for u in _nal_units(b"\x00\x00\x00\x03\x41ab\x00\x00\x00\x02\x01c")] == [3, 2]
 
 
+def test_x264_repeats_itself() -> None:
+    # x264's assembly gave 4 different results in 30 encodes of this clip on an AVX-512 CPU (MB-tree rate
+    # control); the judge of the tokenizer benchmarks must give one.
+    clip = _noise_gradient(5, 64, 64, seed=1)
+    runs = [h264_roundtrip(clip, 8.0, 51) for _ in range(20)]
+    assert all(np.array_equal(runs[0][0], d) and (b, pb) == runs[0][1:] for d, b, pb in runs[1:])
+
+
 def test_curve_rate_falls_as_crf_rises(curve: list[dict[str, float]]) -> None:
     assert [p["crf"] for p in curve] == [51, 39, 27, 15, 3]  # sorted by rate: highest crf first
     rates = [p["bpp"] for p in curve]

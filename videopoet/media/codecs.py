@@ -31,6 +31,11 @@ H264_PRESETS = (
 )  # fmt: skip
 H264_MAX_CRF = 51  # x264's highest (coarsest) constant rate factor for 8-bit video: its lowest reachable rate
 _SLICE_NAL_TYPES = frozenset(range(1, 6))  # coded slices (non-IDR, partitions A-C, IDR): the picture data
+# x264 runs its C code, no assembly, so that it repeats itself: with its assembly on a CPU with AVX-512,
+# repeated encodes of one clip differed (MB-tree rate control; up to 7 bitstreams in 40 encodes), while the C
+# code gave the same bits every time (40 val clips x 3 crfs x 5 runs, 64x64 and 128x128). The C code is about
+# 4x slower, small beside the metrics (0.7 s for 11 crfs at 17x128x128). docs/results.md, "Real video".
+H264_X264_PARAMS = "asm=0"
 
 
 def _nal_units(data: bytes) -> list[bytes]:
@@ -55,9 +60,7 @@ def h264_roundtrip(
     frames: np.ndarray, fps: float, crf: int, preset: str = "veryslow"
 ) -> tuple[np.ndarray, float, float]:
     """Encode uint8 `[T, H, W, 3]` frames with libx264 (yuv420p, `preset`, constant rate factor `crf`, one
-    thread) and decode them back. The same input does not always give the same bits: with x264's MB-tree
-    rate control on (every preset but ultrafast) repeated encodes of one clip differ now and then (seen:
-    crf 51 on a 17x64x64 clip, 31.6-32.2 dB; with `mbtree=0` every encode was the same; docs/results.md).
+    thread, x264's C code: `H264_X264_PARAMS`) and decode them back; the same input gives the same bits.
 
     Returns (decoded frames, payload bits per pixel, packet bits per pixel). The payload is the coded-slice
     NAL units (the pictures); the packets add their start codes and, on the first frame, x264's ~700-byte
@@ -79,7 +82,7 @@ def h264_roundtrip(
         stream.pix_fmt = "yuv420p"
         stream.codec_context.time_base = 1 / rate
         stream.codec_context.thread_count = 1
-        stream.options = {"preset": preset, "crf": str(crf)}
+        stream.options = {"preset": preset, "crf": str(crf), "x264-params": H264_X264_PARAMS}
         for i, rgb in enumerate([*src, None]):
             frame = None
             if rgb is not None:
