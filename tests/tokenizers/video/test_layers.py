@@ -42,6 +42,31 @@ def test_causal_conv_never_sees_later_frames() -> None:
         CausalConv3d(2, 2, 3)(torch.randn(1, 2, 0, 4, 4))
 
 
+@pytest.mark.parametrize("stride", [(1, 1, 1), (1, 2, 2)])
+def test_time_kernel_1_conv_runs_per_frame_with_the_conv3d_numbers(stride: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    conv = CausalConv3d(4, 5, (1, 3, 3), stride=stride)
+    x = torch.randn(2, 4, 5, 8, 6, requires_grad=True)
+    y = conv(x)
+    ref = conv.conv(x)  # the module's own Conv3d, the definition
+    assert y.shape == ref.shape
+    assert torch.allclose(y, ref, atol=1e-5)
+    got = torch.autograd.grad(y.square().sum(), (x, conv.conv.weight, conv.conv.bias))
+    want = torch.autograd.grad(ref.square().sum(), (x, conv.conv.weight, conv.conv.bias))
+    assert all(torch.allclose(g, w, rtol=1e-4, atol=1e-4) for g, w in zip(got, want, strict=True))
+
+
+def test_bf16_weight_gradient_of_photographs_at_128() -> None:
+    # oneDNN's bf16 Conv3d weight gradient crashed the process on AMX CPUs (torch 2.11) for 1-frame inputs
+    # of 96x96 and up: training at 128x128 died on its first photograph batch.
+    conv = CausalConv3d(16, 16, (1, 3, 3))
+    x = torch.randn(1, 16, 1, 128, 128)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    y.float().square().mean().backward()
+    assert conv.conv.weight.grad is not None and torch.isfinite(conv.conv.weight.grad).all()
+
+
 def test_frame_group_norm_normalises_each_frame_alone() -> None:
     norm = FrameGroupNorm(2, 4, affine=False)
     x = torch.randn(1, 4, 3, 5, 5)

@@ -42,10 +42,23 @@ class CausalConv3d(nn.Module):
             x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0))
         if x.shape[2] < self.conv.kernel_size[0]:
             raise ValueError(f"causal conv got {x.shape[2]} padded frames, needs {self.conv.kernel_size[0]}")
-        y = self.conv(x)
+        per_frame = self.conv.kernel_size[0] == 1 and self.time_stride == 1 and torch.is_grad_enabled()
+        y = self._per_frame(x) if per_frame and self.conv.weight.requires_grad else self.conv(x)
         if cache is not None:
             cache[self] = x[:, :, y.shape[2] * self.time_stride :].clone()
         return y
+
+    def _per_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """A conv with a time kernel of 1 as a 2D conv over the frames folded into the batch, used where its
+        weight gets a gradient: oneDNN's bf16 Conv3d weight gradient crashes on AMX CPUs (torch 2.11) for 1-
+        or 2-frame inputs of 96x96 and up, i.e. photographs at 128x128 (docs/results.md, "Real video"). The
+        same numbers up to summation order, which for the 2D conv depends on the frame count, so inference
+        keeps the Conv3d: chunked and whole-clip decoding give the same uint8 frames."""
+        b, c, t, h, w = x.shape
+        conv = self.conv
+        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
+        y = F.conv2d(frames, conv.weight.squeeze(2), conv.bias, conv.stride[1:], conv.padding[1:])
+        return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
 
 
 class FrameGroupNorm(nn.GroupNorm):
