@@ -42,23 +42,35 @@ class CausalConv3d(nn.Module):
             x = F.pad(x, (0, 0, 0, 0, self.time_pad, 0))
         if x.shape[2] < self.conv.kernel_size[0]:
             raise ValueError(f"causal conv got {x.shape[2]} padded frames, needs {self.conv.kernel_size[0]}")
-        per_frame = self.conv.kernel_size[0] == 1 and self.time_stride == 1 and torch.is_grad_enabled()
-        y = self._per_frame(x) if per_frame and self.conv.weight.requires_grad else self.conv(x)
+        train = torch.is_grad_enabled() and self.conv.weight.requires_grad
+        as_2d = train and (self.conv.kernel_size[0] == 1 or x.shape[3] * x.shape[4] >= 96 * 96)
+        y = self._as_2d(x) if as_2d else self.conv(x)
         if cache is not None:
             cache[self] = x[:, :, y.shape[2] * self.time_stride :].clone()
         return y
 
-    def _per_frame(self, x: torch.Tensor) -> torch.Tensor:
-        """A conv with a time kernel of 1 as a 2D conv over the frames folded into the batch, used where its
-        weight gets a gradient: oneDNN's bf16 Conv3d weight gradient crashes on AMX CPUs (torch 2.11) for 1-
-        or 2-frame inputs of 96x96 and up, i.e. photographs at 128x128 (docs/results.md, "Real video"). The
-        same numbers up to summation order, which for the 2D conv depends on the frame count, so inference
-        keeps the Conv3d: chunked and whole-clip decoding give the same uint8 frames."""
+    def _as_2d(self, x: torch.Tensor) -> torch.Tensor:
+        """The Conv3d as one 2D conv per time tap, over the frames folded into the batch, summed. Used while
+        training for time kernels of 1 (no slower) and for frames of 96x96 and up (about 2x slower with time
+        kernel 3): oneDNN's bf16 Conv3d weight gradient crashes on AMX CPUs (torch 2.11) for inputs of 1-8
+        frames at 96x96 and up, e.g. every photograph batch at 128x128, and was not seen to below 96x96
+        (docs/results.md, "Real video"). The same numbers up to summation order, which for the 2D conv
+        depends on the frame count, so inference keeps the Conv3d: chunked and whole-clip decoding give the
+        same uint8 frames."""
+        conv, st = self.conv, self.time_stride
         b, c, t, h, w = x.shape
-        conv = self.conv
-        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
-        y = F.conv2d(frames, conv.weight.squeeze(2), conv.bias, conv.stride[1:], conv.padding[1:])
-        return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
+        kt = conv.kernel_size[0]
+        t_out = (t - kt) // st + 1
+        taps = [
+            F.conv2d(
+                x[:, :, k : k + st * (t_out - 1) + 1 : st].transpose(1, 2).reshape(b * t_out, c, h, w),
+                conv.weight[:, :, k], conv.bias if k == 0 else None, conv.stride[1:], conv.padding[1:],
+            )
+            for k in range(kt)
+        ]  # fmt: skip
+        # the taps are summed in fp32, as the Conv3d accumulates
+        y = taps[0] if kt == 1 else sum(tap.float() for tap in taps).to(taps[0].dtype)
+        return y.reshape(b, t_out, *y.shape[1:]).transpose(1, 2)
 
 
 class FrameGroupNorm(nn.GroupNorm):
