@@ -61,3 +61,18 @@ def test_fan_in_init_keeps_the_signal_scale_where_the_default_shrinks_it() -> No
     conv = nn.Conv1d(64, 64, 7)
     fan_in_init(conv)
     assert conv.weight.std().item() == pytest.approx((64 * 7) ** -0.5, rel=0.1) and conv.bias.abs().max() == 0
+
+
+def test_transposed_conv_input_gradient_under_cpu_bf16_autocast() -> None:
+    # oneDNN's bf16 ConvTranspose1d gave input gradients 110% off on AMX CPUs (torch 2.11) at this shape,
+    # and the codec learned nothing (demo SI-SDR -56 dB)
+    torch.manual_seed(0)
+    up = ConvTranspose1d(32, 16, 4, weight_norm=False)
+    x = torch.randn(8, 32, 1000, requires_grad=True)
+    grads = []
+    for bf16 in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = up(x)
+        (gx,) = torch.autograd.grad((y.float() * torch.linspace(-1, 1, y.shape[-1])).sum(), x)
+        grads.append(gx)
+    assert ((grads[1] - grads[0]).norm() / grads[0].norm()).item() < 0.02
