@@ -155,7 +155,8 @@ def test_two_ranks_keep_the_same_weights_and_stop_together(tmp_path: Path) -> No
     script = tmp_path / "ranks.py"
     script.write_text(RANKS)
     cmd = torchrun_command(2, [str(script), __file__, str(tmp_path)])
-    subprocess.run(cmd, check=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True)
+    done = subprocess.run(cmd, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]  # the ranks' own words on a failure
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["weights"] == r1["weights"]  # averaged gradients: the same update on every rank
     assert r0["disc"] == r1["disc"]  # the discriminator too, on steps only one rank has its loss
