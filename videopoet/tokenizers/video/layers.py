@@ -4,6 +4,7 @@ group norm, residual blocks, causal down- and up-sampling, and the encoder and d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -14,6 +15,15 @@ if TYPE_CHECKING:  # the config lives beside the model; the layers only read it
     from videopoet.tokenizers.video.model import VideoTokenizerConfig
 
 Cache = dict[nn.Module, Any]  # streaming state per module: conv input tails, "stream started" flags
+# frames at least this large (height x width) train through 2D convs: oneDNN's bf16 Conv3d weight gradient
+# crashes on AMX CPUs there (`CausalConv3d._as_2d`)
+_AMX_SAFE_2D_PIXELS = 96 * 96
+
+
+def per_frame(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """`fn` of `[N, C, H, W]` applied to every frame of `[B, C, T, H, W]`, the frames folded into the batch."""
+    b, t = x.shape[0], x.shape[2]
+    return fn(x.transpose(1, 2).flatten(0, 1)).unflatten(0, (b, t)).transpose(1, 2)
 
 
 class CausalConv3d(nn.Module):
@@ -43,7 +53,7 @@ class CausalConv3d(nn.Module):
         if x.shape[2] < self.conv.kernel_size[0]:
             raise ValueError(f"causal conv got {x.shape[2]} padded frames, needs {self.conv.kernel_size[0]}")
         train = torch.is_grad_enabled() and self.conv.weight.requires_grad
-        as_2d = train and (self.conv.kernel_size[0] == 1 or x.shape[3] * x.shape[4] >= 96 * 96)
+        as_2d = train and (self.conv.kernel_size[0] == 1 or x.shape[3] * x.shape[4] >= _AMX_SAFE_2D_PIXELS)
         y = self._as_2d(x) if as_2d else self.conv(x)
         if cache is not None:
             cache[self] = x[:, :, y.shape[2] * self.time_stride :].clone()
@@ -57,31 +67,24 @@ class CausalConv3d(nn.Module):
         (docs/results.md, "Real video"). The same numbers up to summation order, which for the 2D conv
         depends on the frame count, so inference keeps the Conv3d: chunked and whole-clip decoding give the
         same uint8 frames."""
-        conv, st = self.conv, self.time_stride
-        b, c, t, h, w = x.shape
-        kt = conv.kernel_size[0]
-        t_out = (t - kt) // st + 1
+        conv, st, kt = self.conv, self.time_stride, self.conv.kernel_size[0]
+        t_out = (x.shape[2] - kt) // st + 1
         taps = [
-            F.conv2d(
-                x[:, :, k : k + st * (t_out - 1) + 1 : st].transpose(1, 2).reshape(b * t_out, c, h, w),
-                conv.weight[:, :, k], conv.bias if k == 0 else None, conv.stride[1:], conv.padding[1:],
+            per_frame(
+                lambda f, k=k: F.conv2d(f, conv.weight[:, :, k], conv.bias if k == 0 else None, conv.stride[1:], conv.padding[1:]),
+                x[:, :, k : k + st * (t_out - 1) + 1 : st],
             )
             for k in range(kt)
         ]  # fmt: skip
         # the taps are summed in fp32, as the Conv3d accumulates
-        y = taps[0] if kt == 1 else sum(tap.float() for tap in taps).to(taps[0].dtype)
-        return y.reshape(b, t_out, *y.shape[1:]).transpose(1, 2)
+        return taps[0] if kt == 1 else sum(tap.float() for tap in taps).to(taps[0].dtype)
 
 
 class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm whose statistics are taken per frame (over channel groups and space, never over time)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        y = F.group_norm(
-            x.transpose(1, 2).reshape(b * t, c, h, w), self.num_groups, self.weight, self.bias, self.eps
-        )
-        return y.reshape(b, t, c, h, w).transpose(1, 2)
+        return per_frame(lambda f: F.group_norm(f, self.num_groups, self.weight, self.bias, self.eps), x)
 
 
 class PixelNorm(nn.Module):
