@@ -109,10 +109,10 @@ def test_colour_jitter_turns_hue_and_raises_saturation_of_a_share_of_the_trainin
     rng = np.random.default_rng(0)
     frames = np.zeros((2, 4, 4, 3), np.uint8)
     frames[..., 0], frames[..., 1], frames[..., 2] = 200, 60, 40
-    colours = {tuple(jitter_colour(frames, rng, 1.0, 1.5)[0, 0, 0]) for _ in range(40)}
-    assert len(colours) > 30 and all(v.dtype == np.uint8 for v in jitter_colour(frames, rng, 1.0, 3.0))  # clipped to uint8
+    colours = {tuple(jitter_colour(frames, rng, MediaClipsConfig(colour_jitter=1.0))[0, 0, 0]) for _ in range(40)}
+    assert len(colours) > 30 and all(v.dtype == np.uint8 for v in jitter_colour(frames, rng, MediaClipsConfig(colour_jitter=1.0, max_saturation=3.0)))  # clipped to uint8
     state = rng.bit_generator.state
-    assert jitter_colour(frames, rng, 0.0, 1.5) is frames and rng.bit_generator.state == state  # off: no draw
+    assert jitter_colour(frames, rng, MediaClipsConfig()) is frames and rng.bit_generator.state == state  # off: no draw
     with pytest.raises(ValueError, match="colour_jitter"):
         MediaClipsConfig(colour_jitter=1.5)
     with pytest.raises(ValueError, match="max_saturation"):
@@ -123,3 +123,24 @@ def test_colour_jitter_turns_hue_and_raises_saturation_of_a_share_of_the_trainin
     a, b = plain.sample(np.random.default_rng(3), 1), jittered.sample(np.random.default_rng(3), 1)
     assert a.shape == b.shape and not torch.equal(a, b)
     assert torch.equal(jittered.validation(2), plain.validation(2))  # validation is never jittered
+
+
+def test_white_balance_tints_a_share_of_the_items_within_the_gain_range() -> None:
+    from videopoet.data.media_clips import jitter_colour
+
+    white = np.full((2, 4, 4, 3), 230, np.uint8)  # a studio background: neutral near-white
+    rng = np.random.default_rng(0)
+    cfg = MediaClipsConfig(white_balance=1.0, max_gain_shift=0.1)
+    tints = np.array([jitter_colour(white, rng, cfg)[0, 0, 0] for _ in range(200)], np.float64)
+    assert tints.min() >= 207 and tints.max() <= 253  # 230 x [0.9, 1.1]
+    assert (np.ptp(tints, axis=1) > 5).mean() > 0.5  # most come back tinted, not grey
+    assert all(np.corrcoef(tints[:, i], tints[:, j])[0, 1] < 0.5 for i, j in ((0, 1), (0, 2), (1, 2)))  # per channel
+    bright = np.full((1, 2, 2, 3), 250, np.uint8)
+    assert jitter_colour(bright, rng, cfg).max() == 255  # clipped, as an over-exposed sky is
+    half = MediaClipsConfig(white_balance=0.5)
+    changed = [not np.array_equal(jitter_colour(white, rng, half), white) for _ in range(400)]
+    assert 0.4 < np.mean(changed) < 0.6
+    with pytest.raises(ValueError, match="white_balance"):
+        MediaClipsConfig(white_balance=-0.1)
+    with pytest.raises(ValueError, match="max_gain_shift"):
+        MediaClipsConfig(max_gain_shift=1.0)

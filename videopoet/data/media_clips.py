@@ -59,13 +59,19 @@ class MediaClipsConfig:
     colour_jitter: float = 0.0  # share of training items with their hue turned by a random angle and their
     # saturation raised, so the tokenizer sees colours the corpus lacks (a magenta flower from a red one); 0: off
     max_saturation: float = 1.5  # a jittered item's saturation is scaled by a factor drawn from [1, this]
+    white_balance: float = 0.0  # share of training items whose R, G and B are each scaled by a gain drawn
+    # from [1 - max_gain_shift, 1 + max_gain_shift] (a camera's white balance), so near-white areas come in
+    # tints as well as the neutral white of studio backgrounds; 0: off
+    max_gain_shift: float = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("image_share", "photo_clip_share", "colour_jitter"):
+        for name in ("image_share", "photo_clip_share", "colour_jitter", "white_balance"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_saturation < 1:
             raise ValueError(f"max_saturation must be >= 1, got {self.max_saturation}")
+        if not 0 <= self.max_gain_shift < 1:
+            raise ValueError(f"max_gain_shift must be in [0, 1), got {self.max_gain_shift}")
         if not 0 < self.min_crop <= 1:
             raise ValueError(f"min_crop must be in (0, 1], got {self.min_crop}")
         if self.max_zoom < 1 or self.max_rotation < 0 or self.max_pan < 0 or self.cache_side < 0:
@@ -103,13 +109,19 @@ def colour_matrix(angle: float, saturation: float) -> np.ndarray:
     return grey + saturation * (turn - grey)
 
 
-def jitter_colour(frames: np.ndarray, rng: np.random.Generator, share: float, max_saturation: float) -> np.ndarray:
-    """uint8 `[..., 3]` frames recoloured by `colour_matrix` at a random angle and a saturation factor in
-    [1, max_saturation], for a `share` of calls (no random draw when `share` is 0, so runs without it
-    draw what they always drew)."""
-    if share <= 0 or rng.random() >= share:
+def jitter_colour(frames: np.ndarray, rng: np.random.Generator, cfg: MediaClipsConfig) -> np.ndarray:
+    """uint8 `[..., 3]` frames recoloured for training: for a `cfg.colour_jitter` share of calls by
+    `colour_matrix` at a random angle and a saturation factor in [1, max_saturation], then for a
+    `cfg.white_balance` share by a random gain per channel in [1 - max_gain_shift, 1 + max_gain_shift],
+    clipped to [0, 255]. A share of 0 draws nothing, so runs without it draw what they always drew."""
+    m = None
+    if cfg.colour_jitter > 0 and rng.random() < cfg.colour_jitter:
+        m = colour_matrix(rng.uniform(0, 2 * math.pi), rng.uniform(1, cfg.max_saturation))
+    if cfg.white_balance > 0 and rng.random() < cfg.white_balance:
+        gains = np.diag(rng.uniform(1 - cfg.max_gain_shift, 1 + cfg.max_gain_shift, 3))
+        m = gains if m is None else gains @ m
+    if m is None:
         return frames
-    m = colour_matrix(rng.uniform(0, 2 * math.pi), rng.uniform(1, max_saturation))
     return np.clip(frames.astype(np.float32) @ m.T.astype(np.float32), 0, 255).round().astype(np.uint8)
 
 
@@ -253,7 +265,7 @@ class MediaFolderClips:
             items = [random_crop(self.train_photos[i][1], self.size, rng, self.cfg.min_crop) for i in picks]
         else:
             items = [self._one_clip(rng) for _ in range(batch_size)]
-        return frames_to_tensor([jitter_colour(x, rng, self.cfg.colour_jitter, self.cfg.max_saturation) for x in items])
+        return frames_to_tensor([jitter_colour(x, rng, self.cfg) for x in items])
 
     def mixture(self) -> list[tuple[str, float, MediaFolderClips]]:
         """The kinds of batch `sample` mixes, each with its share of the batches and a copy of this source
