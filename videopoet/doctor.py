@@ -293,11 +293,11 @@ def check_accelerator() -> list[Check]:
                                 + ("bf16" if bf16 else "no bf16: training runs in fp32"),
                                 "" if bf16 else "use an Ampere or newer GPU for bf16"))
         return checks
-    from videopoet.precision import cpu_has_bf16
+    from videopoet.precision import cpu_has_fast_bf16
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     note = " (torch sees no GPU)" if torch.version.cuda else ""
-    precision = "native bf16 (precision auto trains in bf16)" if cpu_has_bf16() else "no native bf16 (precision auto trains in fp32)"
+    precision = "fast bf16, AMX (precision auto trains in bf16)" if cpu_has_fast_bf16() else "no fast bf16 (precision auto trains in fp32)"
     return [Check("accelerator", "ok", f"CPU only{note}: {cores} cores, {precision}")]
 
 
