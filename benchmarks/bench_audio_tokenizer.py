@@ -33,8 +33,8 @@ from videopoet.data.synthetic import HELDOUT_COMBOS, PITCH_HZ, PITCH_TOLERANCE, 
 from videopoet.metrics.audio import si_sdr  # noqa: E402
 from videopoet.tokenizers.audio.tools import evaluate_files, load_audio_tokenizer  # noqa: E402
 from videopoet.tokenizers.audio.train import AudioTokenizerTrainingConfig  # noqa: E402
+from videopoet.tokenizers.budget import loop_seconds_per_step  # noqa: E402
 from videopoet.tokenizers.registry import get_family  # noqa: E402
-from videopoet.tokenizers.trainer import loop_seconds_per_step  # noqa: E402
 
 FAMILY = get_family("audio")
 

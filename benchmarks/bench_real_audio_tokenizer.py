@@ -9,7 +9,7 @@ replaces its model by the preset `tiny` or `videopoet`, 4 x 1024 codes at 50 fra
 split of the corpus (`splits.json`) into `--out` (a tokenizer folder, loadable with
 `videopoet.tokenizers.checkpoint.load_tokenizer(out, "audio")`). The step count comes from timed
 calibration steps (`fit_steps_to_minutes`, which also scales the learning-rate warm-up) so training takes
-about `--minutes` (`--steps` sets it instead; `--eval-only` scores an existing `--out`); a quantizer or
+about `--minutes`, and stops there should the steps run slower than timed (`--steps` sets it instead; `--eval-only` scores an existing `--out`); a quantizer or
 mel warm-up longer than half the run is cut to half (printed) unless an override sets it.
 
 Then it scores every `val` file of the corpus (grouped by folder: speech, music) and every file with sound
@@ -45,8 +45,8 @@ from videopoet.data.corpus import MODALITY_EXTENSIONS, split_files  # noqa: E402
 from videopoet.data.sources import training_source  # noqa: E402
 from videopoet.errors import UserError  # noqa: E402
 from videopoet.tokenizers.audio.train import AudioTokenizerTrainingConfig  # noqa: E402
+from videopoet.tokenizers.budget import fit_steps_to_minutes  # noqa: E402
 from videopoet.tokenizers.registry import get_family  # noqa: E402
-from videopoet.tokenizers.trainer import fit_steps_to_minutes  # noqa: E402
 
 FAMILY = get_family("audio")
 DEFAULT_CONFIG = ROOT / "configs" / "real-audio.yaml"

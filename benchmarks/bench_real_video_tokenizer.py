@@ -9,7 +9,9 @@ Training: the `video_tokenizer` and `media_clips` sections of `--config` (defaul
 configs/real-video-SIZE.yaml; `key=value` overrides the `video_tokenizer` section), on the corpus' photographs
 (1-frame videos and moving clips) and videos (`videopoet.data.media_clips`). Seconds per step are timed on a
 short real run of each kind of batch first (photographs, clips; weighed by `image_share`) and the step count
-set so training takes `--minutes`; the schedule keys scale with it.
+set so training takes `--minutes`; the schedule keys scale with it, and should the steps run slower than
+timed (a shared machine), training stops at `--minutes` all the same (`train.max_minutes`; the JSON's
+`train_result` gives the steps run, `step`, and planned, `steps`).
 The weights go to `--out` (a tokenizer folder: `load_tokenizer(out, "video")`); a run stopped half-way
 resumes when the same command is given again. `--nproc N` trains on N data-parallel ranks (torchrun; on a
 CPU, processes sharing its cores) that split the config's batches (`train.batch_size` and
@@ -49,9 +51,9 @@ from videopoet.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaError, read
 from videopoet.media.codecs import h264_at_rate, h264_curve, h264_roundtrip  # noqa: E402
 from videopoet.metrics.video import psnr, ssim  # noqa: E402
 from videopoet.runs import RunFolder, atomic_write_json  # noqa: E402
+from videopoet.tokenizers.budget import apply_schedule, fit_steps_to_minutes  # noqa: E402
 from videopoet.tokenizers.checkpoint import load_tokenizer  # noqa: E402
 from videopoet.tokenizers.registry import get_family  # noqa: E402
-from videopoet.tokenizers.trainer import apply_schedule, fit_steps_to_minutes  # noqa: E402
 from videopoet.tokenizers.video.lfq import CodebookUsage  # noqa: E402
 
 FAMILY = get_family("video")

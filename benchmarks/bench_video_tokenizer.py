@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 from videopoet.config import load_section  # noqa: E402
 from videopoet.data.sources import training_source  # noqa: E402
 from videopoet.precision import cpu_has_bf16  # noqa: E402
+from videopoet.tokenizers.budget import loop_seconds_per_step  # noqa: E402
 from videopoet.tokenizers.registry import get_family  # noqa: E402
-from videopoet.tokenizers.trainer import loop_seconds_per_step  # noqa: E402
 from videopoet.tokenizers.video.model import PRESETS, VideoTokenizer  # noqa: E402
 from videopoet.tokenizers.video.train import VideoTokenizerTrainingConfig  # noqa: E402
 

@@ -99,6 +99,24 @@ def test_resume_continues_exactly(tmp_path: Path, workers: int) -> None:
         assert resumed.losses[step] == pytest.approx(whole.losses[step], abs=1e-6)
 
 
+def test_time_limit_stops_saves_and_resume_goes_on(tmp_path: Path) -> None:
+    whole = ToySolver()
+    train_tokenizer(whole, config(), tmp_path / "whole")
+    limited = ToySolver()
+    result = train_tokenizer(limited, config(max_minutes=1e-9), tmp_path / "limited")  # over at once
+    # the limit is checked on log steps (every 2): stops at step 2, validated and saved as a last step is
+    assert result["step"] == 2 and result["steps"] == 8 and sorted(limited.losses) == [0, 1]
+    assert limited.evaluated == 1 and result["val"]["val_mse"] >= 0
+    assert latest_checkpoint(tmp_path / "limited").name == "step_0000002"
+    resumed = ToySolver()
+    result = train_tokenizer(resumed, config(), tmp_path / "limited", resume=True)
+    assert result["step"] == 8 and sorted(resumed.losses) == list(range(2, 8))
+    for step in range(2, 8):
+        assert resumed.losses[step] == pytest.approx(whole.losses[step], abs=1e-6)
+    with pytest.raises(ValueError, match="max_minutes must be positive"):
+        config(max_minutes=0)
+
+
 def test_nan_stops_with_step(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="at step 4"):
         train_tokenizer(ToySolver(nan_at=4), config(), tmp_path)
@@ -125,6 +143,7 @@ try:  # rank 1's loss goes bad at step 3
     train_tokenizer(tests.ToySolver(nan_at=3 if rank == 1 else None), tests.config(steps=6), out / "nan")
 except TrainingError as e:
     report["error"] = str(e)
+report["limited"] = train_tokenizer(tests.ToySolver(), tests.config(steps=6, max_minutes=1e-9), out / "limited")["step"]
 
 # the primitives under it (videopoet/distributed.py)
 import torch
@@ -165,6 +184,8 @@ def test_two_ranks_keep_the_same_weights_and_stop_together(tmp_path: Path) -> No
     assert latest_checkpoint(tmp_path / "run").name == "step_0000006"  # ... and saves
     # a bad loss on rank 1 stops both ranks at that step: neither waits on the other
     assert "became nan at step 3" in r1["error"] and "another rank's tokenizer loss" in r0["error"]
+    # out of time: both ranks stop at the same (log) step, and rank 0 saves it
+    assert r0["limited"] == r1["limited"] == 2 and latest_checkpoint(tmp_path / "limited").name == "step_0000002"
     # distributed.py: rank 0's weights everywhere; gradients (1 + 2) / 2 and (0 + 4) / 2 (no gradient counts
     # as zero), one no rank has stays None; rank 1's flag and rank 0's plan reach both
     assert r0["net"] == r1["net"] and r0["grads"] == r1["grads"] == [[1.5], [2.0], True]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import math
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -77,10 +76,15 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 1  # DataLoader workers that make batches ahead of the step
     device: str = "auto"  # auto: cuda when available (this rank's GPU under a launcher), else cpu
+    # stop (validate, sample and save as at the last step) once this process has trained this long, checked
+    # every log_every steps: a cluster job's time limit, or a benchmark's budget; resume goes on from there
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be at least 1")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be positive (or null for no limit), got {self.max_minutes}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         for name in ("log_every", "val_every", "sample_every", "save_every", "keep_last"):
@@ -318,8 +322,9 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
     metrics: dict[str, float] = {}
     logs: dict[str, float] = {}
     bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True, disable=not main)
-    last_time, last_step = time.perf_counter(), start
-    step = start
+    began = last_time = time.perf_counter()
+    last_step = done = start
+    limit = None if config.max_minutes is None else config.max_minutes * 60
     try:
         for step, batch in loader:
             model.train()
@@ -341,7 +346,11 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
                                                             config.disc_optim.grad_clip, "discriminator", step, d_logs)
             done = step + 1
             bar.update(1)
-            if done % config.log_every == 0 or done == config.steps:
+            logged = done % config.log_every == 0 or done == config.steps
+            # every rank stops at the same step: any rank over the limit stops them all
+            out_of_time = logged and limit is not None and count_ranks(time.perf_counter() - began >= limit, device) > 0
+            last = done == config.steps or out_of_time
+            if logged:
                 logs = {k: float(v) for k, v in logs.items()}  # the gradient norms: read from the device here only
                 now = time.perf_counter()
                 logs["steps_per_s"] = (done - last_step) / max(now - last_time, 1e-9)
@@ -350,86 +359,23 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
                     for k, v in logs.items():
                         writer.add_scalar(f"train/{k}", v, done)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items() if k in ("loss", "rec", "d_loss", "lr")})
-            if not main:
-                continue
-            if done % config.val_every == 0 or done == config.steps:
+            if main and (done % config.val_every == 0 or last):
                 metrics = solver.evaluate(ema.model)
                 for k, v in metrics.items():
                     writer.add_scalar(f"val/{k}", v, done)
                 bar.write(f"step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-            if done % config.sample_every == 0 or done == config.steps:
+            if main and (done % config.sample_every == 0 or last):
                 solver.write_samples(writer, ema.model, done)
-            if done % config.save_every == 0 or done == config.steps:
+            if main and (done % config.save_every == 0 or last):
                 save(done)
+            if out_of_time:
+                if main:
+                    bar.write(f"stopped at step {done} of {config.steps}: the time limit (train.max_minutes = "
+                              f"{config.max_minutes:g}) is up; --resume goes on from here")
+                break
     finally:
         bar.close()
         if writer is not None:
             writer.close()
     barrier()  # the other ranks return once rank 0 has saved
-    return {"step": config.steps, "train": logs, "val": metrics}
-
-
-def loop_seconds_per_step(solver: TokenizerSolver, config: TrainConfig, steps: int = 12) -> float:
-    """Seconds per step of a short real run of `solver` as the loop measures it: optimizer steps, EMA and
-    data included, start-up excluded. Runs a copy of `config` for `steps` steps in a temporary folder;
-    benchmarks plan their step counts with it."""
-    config = copy.deepcopy(config)
-    config.steps, config.log_every = steps, max(1, steps // 2)
-    config.val_every = config.save_every = config.sample_every = steps
-    with tempfile.TemporaryDirectory() as tmp:
-        result = train_tokenizer(solver, config, Path(tmp) / "calibrate")
-    return 1.0 / result["train"]["steps_per_s"]
-
-
-def _dotted(config: Any, key: str) -> tuple[Any, str]:
-    *parents, leaf = key.split(".")
-    for p in parents:
-        config = getattr(config, p)
-    return config, leaf
-
-
-def fit_steps_to_minutes(family: Any, config: Any, source: TrainingSource, minutes: float, schedule_keys: tuple[str, ...] = (), calibration_steps: int = 30) -> dict[str, Any]:
-    """Set `config.train.steps` so training `family` on `source` takes about `minutes`, from seconds per
-    step timed on short real runs of fresh solvers (with the discriminator on, too, when the config
-    trains one: its share of the run stays the config's `disc_start / steps`; each kind of batch of a
-    source's `mixture` on its own, weighed by its share). The warm-up and every
-    step count named in `schedule_keys` (dotted, e.g. `loss.disc_start`) scale with the run, so the
-    schedule keeps its proportions. Returns the plan: steps, seconds per step, and the scaled keys."""
-    parts = source.mixture() if hasattr(source, "mixture") else [("batches", 1.0, source)]
-
-    def timed(disc_start: int) -> dict[str, float]:
-        trial = copy.deepcopy(config)
-        trial.loss.disc_start = disc_start
-        return {kind: loop_seconds_per_step(family.build_solver(trial, part), trial.train, calibration_steps) for kind, _, part in parts}
-
-    def mean(by_kind: dict[str, float]) -> float:
-        return sum(share * by_kind[kind] for kind, share, _ in parts)
-
-    loss = config.loss
-    gan = getattr(loss, "gan_weight", 0) > 0
-    plain_by_kind = timed(calibration_steps + 1 if gan else loss.disc_start)
-    plain = mean(plain_by_kind)
-    adversarial = mean(timed(0)) if gan else plain
-    gan_share = max(0.0, 1 - loss.disc_start / config.train.steps) if gan else 0.0
-    per_step = (1 - gan_share) * plain + gan_share * adversarial
-    steps = max(10, int(minutes * 60 / per_step))
-    scale = steps / config.train.steps
-    config.train.steps = steps
-    config.train.optim.warmup_steps = max(1, round(config.train.optim.warmup_steps * scale))
-    schedule = {"train.optim.warmup_steps": config.train.optim.warmup_steps}
-    for key in schedule_keys:
-        parent, leaf = _dotted(config, key)
-        setattr(parent, leaf, round(getattr(parent, leaf) * scale))
-        schedule[key] = getattr(parent, leaf)
-    return {"minutes": minutes, "steps": steps, "seconds_per_step": per_step, "plain_seconds_per_step": plain,
-            "adversarial_seconds_per_step": adversarial, "plain_seconds_per_step_by_kind": plain_by_kind,
-            "schedule": schedule}  # fmt: skip
-
-
-def apply_schedule(config: Any, plan: dict[str, Any]) -> None:
-    """Give `config` the step count and scaled schedule of a `fit_steps_to_minutes` plan (to resume a run
-    with the schedule it started with)."""
-    config.train.steps = plan["steps"]
-    for key, value in plan["schedule"].items():
-        parent, leaf = _dotted(config, key)
-        setattr(parent, leaf, value)
+    return {"step": done, "steps": config.steps, "train": logs, "val": metrics}

@@ -127,7 +127,7 @@ def test_photograph_batches_train_without_the_discriminator() -> None:
 
 
 def test_fit_steps_to_minutes_scales_the_schedule() -> None:
-    from videopoet.tokenizers.trainer import apply_schedule, fit_steps_to_minutes
+    from videopoet.tokenizers.budget import apply_schedule, fit_steps_to_minutes
 
     config = small(steps=100, disc_start=50, entropy_anneal_steps=40)
     config.train.optim.warmup_steps = 10
@@ -138,13 +138,15 @@ def test_fit_steps_to_minutes_scales_the_schedule() -> None:
     assert config.train.steps == steps and steps == max(10, int(3 / plan["seconds_per_step"]))
     assert plan["schedule"]["loss.entropy_anneal_steps"] == config.loss.entropy_anneal_steps == round(40 * steps / 100)
     assert config.train.optim.warmup_steps == max(1, round(10 * steps / 100))
+    assert config.train.max_minutes == 0.05  # a hard stop at the budget
     fresh = small(steps=100)
     apply_schedule(fresh, plan)
     assert fresh.train.steps == steps and fresh.loss.entropy_anneal_steps == config.loss.entropy_anneal_steps
+    assert fresh.train.max_minutes == 0.05
 
 
 def test_fit_steps_to_minutes_times_each_kind_of_a_mixture() -> None:
-    from videopoet.tokenizers.trainer import fit_steps_to_minutes
+    from videopoet.tokenizers.budget import fit_steps_to_minutes
 
     class Mixed:  # a source that mixes cheap 1-frame batches (a quarter) with clip batches
         def __init__(self, inner: object, frames: int | None) -> None:
