@@ -99,11 +99,14 @@ def test_resume_continues_exactly(tmp_path: Path, workers: int) -> None:
         assert resumed.losses[step] == pytest.approx(whole.losses[step], abs=1e-6)
 
 
-def test_time_limit_stops_saves_and_resume_goes_on(tmp_path: Path) -> None:
+def test_time_limit_stops_saves_and_resume_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     whole = ToySolver()
     train_tokenizer(whole, config(), tmp_path / "whole")
+    assert train_tokenizer(ToySolver(), config(steps=2, max_minutes=1e-9), tmp_path / "short")["step"] == 2
+    assert "stopped at step" not in capsys.readouterr().out  # out of time at the last step: not a stop
     limited = ToySolver()
     result = train_tokenizer(limited, config(max_minutes=1e-9), tmp_path / "limited")  # over at once
+    assert "stopped at step 2 of 8" in capsys.readouterr().out
     # the limit is checked on log steps (every 2): stops at step 2, validated and saved as a last step is
     assert result["step"] == 2 and result["steps"] == 8 and sorted(limited.losses) == [0, 1]
     assert limited.evaluated == 1 and result["val"]["val_mse"] >= 0

@@ -348,7 +348,8 @@ def train_tokenizer(solver: TokenizerSolver, config: TrainConfig, out_dir: str |
             bar.update(1)
             logged = done % config.log_every == 0 or done == config.steps
             # every rank stops at the same step: any rank over the limit stops them all
-            out_of_time = logged and limit is not None and count_ranks(time.perf_counter() - began >= limit, device) > 0
+            out_of_time = (logged and done < config.steps and limit is not None
+                           and count_ranks(time.perf_counter() - began >= limit, device) > 0)
             last = done == config.steps or out_of_time
             if logged:
                 logs = {k: float(v) for k, v in logs.items()}  # the gradient norms: read from the device here only
