@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from torch import nn
 
 from videopoet.optim import OptimConfig
 from videopoet.tokenizers.checkpoint import latest_checkpoint, load_weights
-from videopoet.tokenizers.trainer import TrainConfig, TrainingError, train_tokenizer
+from videopoet.tokenizers.trainer import SolverBase, TrainConfig, TrainingError, _StepBatches, train_tokenizer
 
 
 class ToySolver:
@@ -30,7 +31,7 @@ class ToySolver:
     def folder_config(self) -> dict[str, Any]:
         return {"kind": "toy"}
 
-    def sample_batch(self, rng: np.random.Generator) -> torch.Tensor:
+    def sample_batch(self, rng: np.random.Generator, kind_rng: np.random.Generator | None = None) -> torch.Tensor:
         return torch.from_numpy(rng.standard_normal((4, 8)).astype(np.float32))
 
     def generator_loss(self, batch: torch.Tensor, step: int):
@@ -118,6 +119,35 @@ def test_time_limit_stops_saves_and_resume_goes_on(tmp_path: Path, capsys: pytes
         assert resumed.losses[step] == pytest.approx(whole.losses[step], abs=1e-6)
     with pytest.raises(ValueError, match="max_minutes must be positive"):
         config(max_minutes=0)
+
+
+class KindSource:
+    """A mixture of two kinds of batch, 30% kind 0 and 70% kind 1: a batch is [kind, a draw of its own]."""
+
+    def __init__(self, kind: int | None = None) -> None:
+        self.kind = kind
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
+        kind = self.kind if self.kind is not None else int(rng.random() < 0.7)
+        return torch.tensor([float(kind), rng.random()])
+
+    def validation(self, n: int) -> torch.Tensor:
+        return torch.zeros(n, 2)
+
+    def mixture(self) -> list[tuple[str, float, KindSource]]:
+        return [("zero", 0.3, KindSource(0)), ("one", 0.7, KindSource(1))]
+
+
+def test_every_rank_draws_the_kind_of_batch_the_others_do() -> None:
+    """A step's batches are all of one kind on every rank, as on one rank (and a step costs one kind's
+    time, not the slowest rank's), while each rank draws its own items."""
+    solver = SolverBase(SimpleNamespace(train=SimpleNamespace(batch_size=2)), KindSource())
+    ranks = [[b for _, b in _StepBatches(solver, 0, 0, 200, rank, 2)] for rank in (0, 1)]
+    kinds = [[int(b[0]) for b in batches] for batches in ranks]
+    assert kinds[0] == kinds[1] and 40 < kinds[0].count(0) < 80  # about 30% kind 0, the same steps on both
+    assert all(a[1] != b[1] for a, b in zip(*ranks))  # their own draws within the kind
+    one_rank = [int(b[0]) for _, b in _StepBatches(solver, 0, 0, 200)]
+    assert one_rank == kinds[0]  # the kinds do not depend on the number of ranks
 
 
 def test_nan_stops_with_step(tmp_path: Path) -> None:

@@ -270,7 +270,8 @@ class MediaFolderClips:
     def mixture(self) -> list[tuple[str, float, MediaFolderClips]]:
         """The kinds of batch `sample` mixes, each with its share of the batches and a copy of this source
         that draws only that kind: a photograph batch and a clip batch cost very different times, so
-        step timing (`fit_steps_to_minutes`) times each kind on its own rather than a random few of both."""
+        step timing (`fit_steps_to_minutes`) times each kind on its own rather than a random few of both, and
+        the ranks of a data-parallel run draw the same kind at each step (`SolverBase.sample_batch`)."""
         share = self.cfg.image_share if self.train_photos else 0.0
         if share in (0.0, 1.0):
             return [("photographs" if share else "clips", 1.0, self)]

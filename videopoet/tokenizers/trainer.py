@@ -6,11 +6,12 @@ cosine decay, gradient clipping, EMA weights, bf16 autocast where the hardware h
 TensorBoard scalars and samples, validation, safetensors checkpoints every N steps with resume, and a
 clear stop on a NaN or infinite loss.
 
-Data for step `s` comes from `solver.sample_batch(rng)` with `rng` seeded by `(seed, s)`, so a resumed run
-sees exactly the batches an uninterrupted one would; batches are made ahead in DataLoader workers.
+Data for step `s` comes from `solver.sample_batch(rng, kind_rng)` with both seeded by `(seed, s)`, so a
+resumed run sees exactly the batches an uninterrupted one would; batches are made ahead in DataLoader workers.
 
 Data parallel: started by a launcher (`videopoet tokenizer train ... --nproc N`, `torchrun`, `srun`), every
-rank draws its own batches (`rng` seeded by `(seed, s, rank)`), so `train.batch_size` here is per rank and
+rank draws its own batches (`rng` seeded by `(seed, s, rank)`) of the kind every rank draws at that step
+(`kind_rng`, seeded by `(seed, s)` alone: a step is all photographs or all clips, as on one rank), so `train.batch_size` here is per rank and
 the global batch is `batch_size x ranks` (the commands divide a config's global batch first:
 `videopoet.data.sources.split_among_ranks`); gradients are averaged over the ranks before clipping, which keeps
 the weights, the optimizer and the EMA the same on every rank. Rank 0 alone logs, validates, writes
@@ -110,7 +111,8 @@ class TrainingSource(Protocol):
     clips `[B, 3, T, H, W]` or waveforms `[B, 1, N]`. A source may also offer
     `validation_scores(reconstructions) -> dict` for what it knows about its validation clips, and
     `mixture() -> [(kind, share, source)]` when it mixes kinds of batch of different cost (each `source`
-    draws only its kind), so that step timing weighs each kind by its share."""
+    draws only its kind), so that step timing weighs each kind by its share and every rank draws the same
+    kind at a step."""
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
         """A random training batch drawn with `rng` (the loop seeds it per step, so resuming repeats it)."""
@@ -128,8 +130,9 @@ class TokenizerSolver(Protocol):
     def folder_config(self) -> dict[str, Any]:
         """The JSON saved as the tokenizer folder's config.json (kind, model config, training config)."""
 
-    def sample_batch(self, rng: np.random.Generator) -> Any:
-        """One training batch of CPU tensors; runs in DataLoader workers."""
+    def sample_batch(self, rng: np.random.Generator, kind_rng: np.random.Generator | None = None) -> Any:
+        """One training batch of CPU tensors, drawn with `rng`, of the kind `kind_rng` picks when the source
+        is a mixture (the same on every rank); runs in DataLoader workers."""
 
     def generator_loss(self, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float], Any]:
         """Total loss of the tokenizer, scalars to log, and what `discriminator_loss` needs (e.g. the
@@ -157,6 +160,7 @@ class SolverBase:
     def __init__(self, config: Any, source: TrainingSource) -> None:
         self.config, self.source = config, source
         self._val: torch.Tensor | None = None
+        self._kinds = source.mixture() if hasattr(source, "mixture") else []
 
     def folder_config(self) -> dict[str, Any]:
         """config.json of the tokenizer folder: the family, the model and training configs, and the media
@@ -164,8 +168,13 @@ class SolverBase:
         geometry = {**self.model.geometry(), **({"fps": self.config.fps} if hasattr(self.config, "fps") else {})}
         return tokenizer_folder_config(self.family, self.config.model, training=self.config, geometry=geometry)
 
-    def sample_batch(self, rng: np.random.Generator) -> torch.Tensor:
-        return self.source.sample(rng, self.config.train.batch_size)
+    def sample_batch(self, rng: np.random.Generator, kind_rng: np.random.Generator | None = None) -> torch.Tensor:
+        source = self.source
+        if kind_rng is not None and len(self._kinds) > 1:  # the kind by its share, with the ranks' shared draw
+            shares = np.array([share for _, share, _ in self._kinds])
+            pick = min(int(np.searchsorted(np.cumsum(shares), kind_rng.random() * shares.sum(), side="right")), len(shares) - 1)
+            source = self._kinds[pick][2]
+        return source.sample(rng, self.config.train.batch_size)
 
     def gan_on(self, step: int) -> bool:
         """Whether the adversarial losses (and the discriminator's training) are on at `step`."""
@@ -193,6 +202,9 @@ class EMA:
             ema_b.copy_(b)
 
 
+_KIND_STREAM = 2**32  # keys the per-step draw of a batch's kind apart from every rank's own draws
+
+
 class _StepBatches(IterableDataset):
     """Yields (step, batch) for steps start, start+1, ...; worker w makes the steps with s % W == w, and
     the DataLoader interleaves workers in order, so the sequence is the same for any worker count. Rank r
@@ -208,7 +220,8 @@ class _StepBatches(IterableDataset):
         if info:
             torch.set_num_threads(1)
         for step in range(self.start + wid, self.stop, workers):
-            yield step, self.solver.sample_batch(np.random.default_rng([self.seed, step, *self.key]))
+            kind_rng = np.random.default_rng([self.seed, step, _KIND_STREAM])  # the same on every rank
+            yield step, self.solver.sample_batch(np.random.default_rng([self.seed, step, *self.key]), kind_rng)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
