@@ -37,7 +37,8 @@ def fit_steps_to_minutes(family: Any, config: Any, source: TrainingSource, minut
     source's `mixture` on its own, weighed by its share). The warm-up and every
     step count named in `schedule_keys` (dotted, e.g. `loss.disc_start`) scale with the run, so the
     schedule keeps its proportions, and `train.max_minutes` becomes `minutes`: a step time that wanders up
-    later in the run (a shared machine) stops it at the budget rather than past it. Returns the plan: steps, seconds per step, and the scaled keys."""
+    later in the run (a shared machine) stops it at the budget rather than past it. Returns the plan:
+    steps, seconds per step, and the scaled keys."""
     parts = source.mixture() if hasattr(source, "mixture") else [("batches", 1.0, source)]
 
     def timed(disc_start: int) -> dict[str, float]:

@@ -11,11 +11,11 @@ resumed run sees exactly the batches an uninterrupted one would; batches are mad
 
 Data parallel: started by a launcher (`videopoet tokenizer train ... --nproc N`, `torchrun`, `srun`), every
 rank draws its own batches (`rng` seeded by `(seed, s, rank)`) of the kind every rank draws at that step
-(`kind_rng`, seeded by `(seed, s)` alone: a step is all photographs or all clips, as on one rank), so `train.batch_size` here is per rank and
-the global batch is `batch_size x ranks` (the commands divide a config's global batch first:
-`videopoet.data.sources.split_among_ranks`); gradients are averaged over the ranks before clipping, which keeps
-the weights, the optimizer and the EMA the same on every rank. Rank 0 alone logs, validates, writes
-samples and saves.
+(`kind_rng`, seeded by `(seed, s)` alone: a step is all photographs or all clips, as on one rank), so
+`train.batch_size` here is per rank and the global batch is `batch_size x ranks` (the commands divide a
+config's global batch first: `videopoet.data.sources.split_among_ranks`); gradients are averaged over the
+ranks before clipping, which keeps the weights, the optimizer and the EMA the same on every rank. Rank 0
+alone logs, validates, writes samples and saves.
 """
 
 from __future__ import annotations
@@ -161,6 +161,8 @@ class SolverBase:
         self.config, self.source = config, source
         self._val: torch.Tensor | None = None
         self._kinds = source.mixture() if hasattr(source, "mixture") else []
+        shares = np.array([share for _, share, _ in self._kinds])
+        self._kind_p = shares / shares.sum() if len(shares) > 1 else None
 
     def folder_config(self) -> dict[str, Any]:
         """config.json of the tokenizer folder: the family, the model and training configs, and the media
@@ -170,10 +172,8 @@ class SolverBase:
 
     def sample_batch(self, rng: np.random.Generator, kind_rng: np.random.Generator | None = None) -> torch.Tensor:
         source = self.source
-        if kind_rng is not None and len(self._kinds) > 1:  # the kind by its share, with the ranks' shared draw
-            shares = np.array([share for _, share, _ in self._kinds])
-            pick = min(int(np.searchsorted(np.cumsum(shares), kind_rng.random() * shares.sum(), side="right")), len(shares) - 1)
-            source = self._kinds[pick][2]
+        if kind_rng is not None and self._kind_p is not None:  # the kind by its share, with the ranks' shared draw
+            source = self._kinds[kind_rng.choice(len(self._kinds), p=self._kind_p)][2]
         return source.sample(rng, self.config.train.batch_size)
 
     def gan_on(self, step: int) -> bool:
