@@ -29,14 +29,21 @@ def small_config(**overrides) -> VideoTokenizerConfig:
 
 
 @pytest.fixture(
-    scope="module", params=[(3, "group"), (1, "group"), (1, "pixel")], ids=["time_kernel_3", "time_kernel_1", "pixel_skips"]
+    scope="module",
+    params=[(3, "group", 1), (1, "group", 1), (1, "pixel", 1), (1, "pixel", 2)],
+    ids=["time_kernel_3", "time_kernel_1", "pixel_skips", "patch_2"],
 )
 def model(request: pytest.FixtureRequest) -> VideoTokenizer:
-    """Full 3D kernels, spatial-only kernels except where time is down/up-sampled, and the per-pixel norm
-    with the decoder's output skips."""
+    """Full 3D kernels, spatial-only kernels except where time is down/up-sampled, the per-pixel norm
+    with the decoder's output skips, and the same on 2x2 patches (one down-sampling stage fewer)."""
     torch.manual_seed(0)
-    kernel, norm = request.param
-    return VideoTokenizer(small_config(temporal_kernel=kernel, norm=norm, output_skips=norm == "pixel")).eval()
+    kernel, norm, patch = request.param
+    cfg = small_config(temporal_kernel=kernel, norm=norm, output_skips=norm == "pixel", patch_size=patch)
+    if patch > 1:
+        cfg = small_config(
+            temporal_kernel=kernel, norm=norm, output_skips=True, patch_size=patch, channel_mult=(1, 2, 2)
+        )
+    return VideoTokenizer(cfg).eval()
 
 
 def test_temporal_kernel_1_mixes_time_only_where_it_is_resampled() -> None:
@@ -218,6 +225,11 @@ def test_config_validation() -> None:
         small_config(temporal_factor=3)
     with pytest.raises(ValueError, match="need at least 4"):
         small_config(spatial_factor=16)
+    with pytest.raises(ValueError, match="patch_size must be 1, 2 or 4"):
+        small_config(patch_size=3)
+    with pytest.raises(ValueError, match="need at least 2"):  # 2x2 patches leave 2 spatial stages of 8
+        small_config(patch_size=2, channel_mult=(1, 2))
+    assert small_config(patch_size=2, channel_mult=(1, 2, 2)).stage_strides() == [(2, 2), (2, 2)]
     with pytest.raises(ValueError, match="norm_groups"):
         small_config(norm_groups=3)
     with pytest.raises(ValueError, match="norm must be one of group, pixel"):
@@ -234,10 +246,11 @@ def test_config_validation() -> None:
     assert PRESETS["tiny"].bits == 10  # presets are copied, not changed
 
 
-@pytest.mark.parametrize("skips", [False, True])
-def test_gradients_reach_every_parameter(skips: bool) -> None:
+@pytest.mark.parametrize("skips, patch", [(False, 1), (True, 1), (True, 2)])
+def test_gradients_reach_every_parameter(skips: bool, patch: int) -> None:
     torch.manual_seed(0)
-    model = VideoTokenizer(small_config(output_skips=skips)).train()
+    mult = (1, 2, 2, 2)[: 4 - patch // 2]
+    model = VideoTokenizer(small_config(output_skips=skips, patch_size=patch, channel_mult=mult)).train()
     x = clip(5)
     recon, quant = model(x)
     ((recon - x).abs().mean() + quant.loss).backward()

@@ -186,7 +186,8 @@ class Encoder(nn.Module):
         super().__init__()
         chans = [cfg.channels * m for m in cfg.channel_mult]
         strides, kt = cfg.stage_strides(), cfg.temporal_kernel
-        self.conv_in = CausalConv3d(3, chans[0], (kt, 3, 3))
+        self.patch = cfg.patch_size
+        self.conv_in = CausalConv3d(3 * self.patch**2, chans[0], (kt, 3, 3))
         self.blocks = nn.ModuleList()
         cin = chans[0]
         for i, ch in enumerate(chans):
@@ -201,6 +202,8 @@ class Encoder(nn.Module):
         self.conv_out = CausalConv3d(cin, cfg.bits, 1)
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
+        if self.patch > 1:
+            x = per_frame(lambda f: F.pixel_unshuffle(f, self.patch), x)
         h = self.conv_in(x, cache)
         for block in self.blocks:
             h = block(h, cache)
@@ -228,7 +231,8 @@ class Decoder(nn.Module):
     With `output_skips` (StyleGAN2's skip generator) every level also maps its features to RGB with a 1x1
     convolution; those images are up-sampled smoothly (`RGBUpsample`) and summed into the output, so a
     clip's colours and smooth shading come from the coarse levels through a short path and the
-    full-resolution convolutions only add detail."""
+    full-resolution convolutions only add detail. With `patch_size` p > 1 the last level works at 1/p the
+    resolution: it outputs p x p patches of RGB (depth-to-space), and the skips' image is up-sampled by p."""
 
     def __init__(self, cfg: VideoTokenizerConfig) -> None:
         super().__init__()
@@ -247,7 +251,9 @@ class Decoder(nn.Module):
                 self.blocks.append(Upsample(cin, chans[i - 1], *strides[i - 1], kt))
                 cin = chans[i - 1]
         self.norm_out = frame_norm(cfg.norm, cfg.norm_groups, cin)
-        self.conv_out = CausalConv3d(cin, 3, (kt, 3, 3))
+        self.patch = cfg.patch_size
+        self.conv_out = CausalConv3d(cin, 3 * self.patch**2, (kt, 3, 3))
+        self.rgb_out = RGBUpsample(1, self.patch)
 
     def forward(self, q: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
         h = self.conv_in(q, cache)
@@ -259,4 +265,7 @@ class Decoder(nn.Module):
                 rgb = self.rgb_up[key](rgb, cache)
             h = block(h, cache)
         out = self.conv_out(F.silu(self.norm_out(h)), cache)
+        if self.patch > 1:
+            out = per_frame(lambda f: F.pixel_shuffle(f, self.patch), out)
+            rgb = None if rgb is None else self.rgb_out(rgb, cache)
         return out if rgb is None else out + rgb

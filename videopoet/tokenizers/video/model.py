@@ -28,6 +28,12 @@ few channels per group cannot carry a flat frame's colour (a two-channel group o
 to +-1 whatever its level), so the tokenizer learns to paint texture into smooth areas and shifts their
 colour; `norm: pixel` normalises each pixel's channels instead. `output_skips` gives every decoder level a
 1x1 RGB output that is up-sampled smoothly and summed into the clip, a short path for colour and shading.
+
+`patch_size` p (as the Cosmos tokenizer's patching and DC-AE's space-to-depth stems): frames enter the
+encoder as p x p patches folded into channels and the decoder's last convolution outputs p x p patches of
+RGB, so the first level works at 1/p the resolution and the spatial factor needs log2(p) strided stages
+fewer. The full-resolution level is what a CPU step spends most on (its convolutions have the fewest
+channels and its activations are the largest); the patches are per frame, so causality and streaming hold.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ class VideoTokenizerConfig:
     norm_groups: int = 32
     norm: str = "group"  # group: per-frame group norm; pixel: per-pixel channel norm (keeps flat frames' colour)
     output_skips: bool = False  # every decoder level adds a smoothly up-sampled RGB image to the output
+    patch_size: int = 1  # frames enter as p x p patches (space-to-depth) and leave the same way: the first
+    # level works at 1/p the resolution, so the full-resolution stage and its cost are gone
     spatial_factor: int = 8  # 4, 8 or 16
     temporal_factor: int = 4  # 1, 2, 4 or 8
     bits: int = 18  # K: 2^K codes
@@ -82,6 +90,8 @@ class VideoTokenizerConfig:
             raise ValueError(f"spatial_factor must be 4, 8 or 16, got {self.spatial_factor}")
         if self.temporal_factor not in (1, 2, 4, 8):
             raise ValueError(f"temporal_factor must be 1, 2, 4 or 8, got {self.temporal_factor}")
+        if self.patch_size not in (1, 2, 4) or self.patch_size > self.spatial_factor:
+            raise ValueError(f"patch_size must be 1, 2 or 4 and at most spatial_factor, got {self.patch_size}")
         stages = len(self.channel_mult) - 1
         need = max(self.spatial_stages, self.temporal_stages)
         if stages < need:
@@ -113,7 +123,8 @@ class VideoTokenizerConfig:
 
     @property
     def spatial_stages(self) -> int:
-        return int(math.log2(self.spatial_factor))
+        """Strided down-sampling stages in space: the patches take log2(patch_size) of the factor."""
+        return int(math.log2(self.spatial_factor // self.patch_size))
 
     @property
     def temporal_stages(self) -> int:
