@@ -90,8 +90,8 @@ class VideoTokenizerConfig:
             raise ValueError(f"spatial_factor must be 4, 8 or 16, got {self.spatial_factor}")
         if self.temporal_factor not in (1, 2, 4, 8):
             raise ValueError(f"temporal_factor must be 1, 2, 4 or 8, got {self.temporal_factor}")
-        if self.patch_size not in (1, 2, 4) or self.patch_size > self.spatial_factor:
-            raise ValueError(f"patch_size must be 1, 2 or 4 and at most spatial_factor, got {self.patch_size}")
+        if self.patch_size not in (1, 2, 4):  # at most the smallest spatial_factor
+            raise ValueError(f"patch_size must be 1, 2 or 4, got {self.patch_size}")
         stages = len(self.channel_mult) - 1
         need = max(self.spatial_stages, self.temporal_stages)
         if stages < need:
