@@ -144,3 +144,23 @@ def test_white_balance_tints_a_share_of_the_items_within_the_gain_range() -> Non
         MediaClipsConfig(white_balance=-0.1)
     with pytest.raises(ValueError, match="max_gain_shift"):
         MediaClipsConfig(max_gain_shift=1.0)
+
+
+def test_exposure_brightens_a_share_of_the_items_by_one_gain_and_clips() -> None:
+    from videopoet.data.media_clips import jitter_colour
+
+    sky = np.full((2, 4, 4, 3), (150, 180, 230), np.uint8)  # a blue sky
+    rng = np.random.default_rng(0)
+    cfg = MediaClipsConfig(exposure=1.0, max_exposure=1.5)
+    out = np.array([jitter_colour(sky, rng, cfg)[0, 0, 0] for _ in range(200)], np.float64)
+    assert (out >= sky[0, 0, 0]).all() and out[:, 0].max() <= 225  # brighter only, up to 1.5x
+    gains = out[:, 0] / 150
+    assert np.allclose(out[:, 1], np.minimum(np.round(180 * gains), 255), atol=1)  # one gain for R, G and B ...
+    assert (out[:, 2] == 255).mean() > 0.5  # ... clipped: most skies come back a tinted near-white
+    half = MediaClipsConfig(exposure=0.5)
+    changed = [not np.array_equal(jitter_colour(sky, rng, half), sky) for _ in range(400)]
+    assert 0.4 < np.mean(changed) < 0.6
+    with pytest.raises(ValueError, match="exposure"):
+        MediaClipsConfig(exposure=1.5)
+    with pytest.raises(ValueError, match="max_exposure"):
+        MediaClipsConfig(max_exposure=0.9)

@@ -63,13 +63,16 @@ class MediaClipsConfig:
     # from [1 - max_gain_shift, 1 + max_gain_shift] (a camera's white balance), so near-white areas come in
     # tints as well as the neutral white of studio backgrounds; 0: off
     max_gain_shift: float = 0.1
+    exposure: float = 0.0  # share of training items brightened by one gain drawn from [1, max_exposure] and
+    # clipped, as an over-exposed camera: bright skies and walls turn into tinted near-white areas; 0: off
+    max_exposure: float = 1.5
 
     def __post_init__(self) -> None:
-        for name in ("image_share", "photo_clip_share", "colour_jitter", "white_balance"):
+        for name in ("image_share", "photo_clip_share", "colour_jitter", "white_balance", "exposure"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.max_saturation < 1:
-            raise ValueError(f"max_saturation must be >= 1, got {self.max_saturation}")
+        if self.max_saturation < 1 or self.max_exposure < 1:
+            raise ValueError(f"max_saturation and max_exposure must be >= 1, got {self.max_saturation}, {self.max_exposure}")
         if not 0 <= self.max_gain_shift < 1:
             raise ValueError(f"max_gain_shift must be in [0, 1), got {self.max_gain_shift}")
         if not 0 < self.min_crop <= 1:
@@ -113,13 +116,16 @@ def jitter_colour(frames: np.ndarray, rng: np.random.Generator, cfg: MediaClipsC
     """uint8 `[..., 3]` frames recoloured for training: for a `cfg.colour_jitter` share of calls by
     `colour_matrix` at a random angle and a saturation factor in [1, max_saturation], then for a
     `cfg.white_balance` share by a random gain per channel in [1 - max_gain_shift, 1 + max_gain_shift],
-    clipped to [0, 255]. A share of 0 draws nothing, so runs without it draw what they always drew."""
+    then for a `cfg.exposure` share by one gain in [1, max_exposure], clipped to [0, 255]. A share of 0 draws nothing, so runs without it draw what they always drew."""
     m = None
     if cfg.colour_jitter > 0 and rng.random() < cfg.colour_jitter:
         m = colour_matrix(rng.uniform(0, 2 * math.pi), rng.uniform(1, cfg.max_saturation))
     if cfg.white_balance > 0 and rng.random() < cfg.white_balance:
         gains = np.diag(rng.uniform(1 - cfg.max_gain_shift, 1 + cfg.max_gain_shift, 3))
         m = gains if m is None else gains @ m
+    if cfg.exposure > 0 and rng.random() < cfg.exposure:
+        gain = rng.uniform(1, cfg.max_exposure)
+        m = gain * np.eye(3) if m is None else gain * m
     if m is None:
         return frames
     return np.clip(frames.astype(np.float32) @ m.T.astype(np.float32), 0, 255).round().astype(np.uint8)
