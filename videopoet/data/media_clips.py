@@ -72,7 +72,9 @@ class MediaClipsConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_saturation < 1 or self.max_exposure < 1:
-            raise ValueError(f"max_saturation and max_exposure must be >= 1, got {self.max_saturation}, {self.max_exposure}")
+            raise ValueError(
+                f"max_saturation and max_exposure must be >= 1, got {self.max_saturation} and {self.max_exposure}"
+            )
         if not 0 <= self.max_gain_shift < 1:
             raise ValueError(f"max_gain_shift must be in [0, 1), got {self.max_gain_shift}")
         if not 0 < self.min_crop <= 1:
@@ -116,7 +118,8 @@ def jitter_colour(frames: np.ndarray, rng: np.random.Generator, cfg: MediaClipsC
     """uint8 `[..., 3]` frames recoloured for training: for a `cfg.colour_jitter` share of calls by
     `colour_matrix` at a random angle and a saturation factor in [1, max_saturation], then for a
     `cfg.white_balance` share by a random gain per channel in [1 - max_gain_shift, 1 + max_gain_shift],
-    then for a `cfg.exposure` share by one gain in [1, max_exposure], clipped to [0, 255]. A share of 0 draws nothing, so runs without it draw what they always drew."""
+    then for a `cfg.exposure` share by one gain in [1, max_exposure], clipped to [0, 255]. A share of 0 draws
+    nothing, so runs without it draw what they always drew."""
     m = None
     if cfg.colour_jitter > 0 and rng.random() < cfg.colour_jitter:
         m = colour_matrix(rng.uniform(0, 2 * math.pi), rng.uniform(1, cfg.max_saturation))
