@@ -21,7 +21,7 @@ per file (log-mel, top to bottom: original, codec, Opus 6 kbps; low frequencies 
 panel). A file that cannot be read is skipped with one line on stderr. Prints per-file rows, group means
 and the targets (val speech: multi-scale mel distance at or below Opus 6 kbps at <= 2 kbps, SI-SDR above
 0 dB), and writes JSON (`--json`, default `<out>/bench.json`) with the rows, the means, the training
-config, steps, minutes and the spectrogram files.
+config, the steps run (`steps`; `planned_steps`: the plan's), minutes and the spectrogram files.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def cap_warmups(config: AudioTokenizerTrainingConfig, overrides: list[str] = ())
     cap = max(1, config.train.steps // 2)
     given = {o.split("=", 1)[0].removeprefix("audio_tokenizer.") for o in overrides}
     cut = {}
-    for key in ("quantizer_start", "mel_start"):
+    for key in config.loss.warmup_starts:
         if getattr(config.loss, key) > cap and f"loss.{key}" not in given:
             print(f"loss.{key} {getattr(config.loss, key)} -> {cap}: half of this {config.train.steps}-step run", flush=True)
             setattr(config.loss, key, cap)
@@ -309,7 +309,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark (see the module docstring); returns what it writes as JSON."""
     args = parse_args(argv)
-    from videopoet.tokenizers.checkpoint import load_tokenizer
+    from videopoet.tokenizers.checkpoint import latest_checkpoint, load_tokenizer
 
     if not args.corpus.is_dir():
         raise UserError(f"--corpus folder not found: {args.corpus}")
@@ -328,17 +328,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"calibration: {plan['seconds_per_step']:.3f} s/step -> {plan['steps']} steps for {args.minutes:g} min", flush=True)
         plan["warmups_cut"] = cap_warmups(config, args.overrides)
         t0 = time.perf_counter()
-        FAMILY.train(config, source, out)
+        run = FAMILY.train(config, source, out)
         train_s = time.perf_counter() - t0
-        print(f"trained {config.train.steps} steps in {train_s / 60:.1f} min into {out}", flush=True)
+        print(f"trained {run['step']} of {run['steps']} planned steps in {train_s / 60:.1f} min into {out}", flush=True)
     model = load_tokenizer(out, "audio")
     result = evaluate(model, files, args.seconds or None, out / "spectrograms", opus=not args.no_opus)
     trained = (json.loads((out / "config.json").read_text()).get("training") or {}) if args.eval_only else to_dict(config)
-    steps = trained.get("train", {}).get("steps")
+    last = latest_checkpoint(out)  # the steps run: `train.max_minutes` may stop a run before its plan
+    steps = int(last.name.removeprefix("step_")) if last else None
     result.update(targets=targets(result["groups"], result["bitrate_kbps"]), corpus=str(args.corpus),
                   media=[str(m) for m in args.media], out=str(out), spectrogram_dir=str(out / "spectrograms"),
                   config_file=str(args.config), preset=args.preset, overrides=args.overrides, training=trained,
-                  steps=steps, minutes=None if args.eval_only else args.minutes, plan=plan,
+                  steps=steps, planned_steps=trained.get("train", {}).get("steps"),
+                  minutes=None if args.eval_only else args.minutes, plan=plan,
                   train_minutes=None if train_s is None else train_s / 60, threads=torch.get_num_threads())  # fmt: skip
     print_report(result)
     path = args.json or out / "bench.json"

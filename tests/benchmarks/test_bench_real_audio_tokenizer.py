@@ -86,7 +86,7 @@ def test_end_to_end_on_a_tiny_corpus(tmp_path: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr()
     assert "skipping" in err.err and "broken.flac" in err.err
     saved = json.loads(js.read_text())
-    assert [r["group"] for r in saved["files"]] == ["speech", "music"] and saved["steps"] == 2
+    assert [r["group"] for r in saved["files"]] == ["speech", "music"] and saved["steps"] == saved["planned_steps"] == 2
     row = saved["files"][0]
     assert row["seconds"] == pytest.approx(1.0) and row["kbps"] == pytest.approx(0.8)
     for key in ("si_sdr", "mel", "loudness", "opus6_si_sdr", "opus6_mel", "opus12_mel", "encode_rtf", "decode_rtf"):

@@ -1,5 +1,6 @@
 """Fitting a tokenizer run to a time budget (`videopoet/tokenizers/budget.py`), on the video family's
-smallest config: the step count from timed calibration steps, the scaled schedule and the time limit."""
+smallest config: the step count from timed calibration steps, the scaled schedule and the time limit; and
+on the audio family's warm-ups (step times faked, to check the plan's arithmetic)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from videopoet.config import from_dict
+from videopoet.config import from_dict, to_dict
 from videopoet.data.sources import training_source
+from videopoet.tokenizers import budget
+from videopoet.tokenizers.audio.model import preset
+from videopoet.tokenizers.audio.train import AudioTokenizerTrainingConfig
 from videopoet.tokenizers.budget import apply_schedule, fit_steps_to_minutes
 from videopoet.tokenizers.registry import get_family
 from videopoet.tokenizers.video.train import VideoTokenizerTrainingConfig
@@ -67,3 +71,27 @@ def test_fit_steps_to_minutes_times_each_kind_of_a_mixture() -> None:
     by_kind = plan["plain_seconds_per_step_by_kind"]
     assert set(by_kind) == {"stills", "clips"} and all(t > 0 for t in by_kind.values())
     assert plan["plain_seconds_per_step"] == pytest.approx(0.25 * by_kind["stills"] + 0.75 * by_kind["clips"])
+
+
+def test_fit_steps_to_minutes_times_the_steps_after_the_warm_ups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audio codec's mel loss and RVQ switch on at `mel_start` and `quantizer_start`: the steps after
+    them, which cost more, set the step count; the steps before the first cost what they cost then."""
+    audio = get_family("audio")
+    config = from_dict(AudioTokenizerTrainingConfig, {
+        "model": to_dict(preset("tiny")), "loss": {"gan_weight": 0.0, "mel_start": 20, "quantizer_start": 50},
+        "train": {"steps": 1000, "batch_size": 2, "precision": "fp32", "num_workers": 0, "device": "cpu"},
+        "segment_seconds": 0.25, "val_clips": 2, "val_seconds": 0.5,
+    })  # fmt: skip
+    trials = []
+
+    def seconds_per_step(solver: object, train: object, steps: int) -> float:
+        loss = solver.config.loss
+        trials.append((loss.mel_start, loss.quantizer_start))
+        return 0.5 if loss.mel_start and loss.quantizer_start else 1.0  # warm-ups on: mel and RVQ skipped
+
+    monkeypatch.setattr(budget, "loop_seconds_per_step", seconds_per_step)
+    plan = fit_steps_to_minutes(audio, config, training_source(audio, "shapes", config), 1.0)
+    assert sorted(trials) == [(0, 0), (20, 50)]  # timed with both switched on, and as the run starts
+    assert plan["seconds_per_step"] == 1.0 and plan["early_seconds_per_step"] == 0.5
+    assert plan["early_steps"] == 20 and plan["steps"] == config.train.steps == 20 + 50  # 10 s, then 50 x 1 s
+    assert (config.loss.mel_start, config.loss.quantizer_start) == (20, 50)  # the run's own warm-ups stay

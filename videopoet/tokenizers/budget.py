@@ -34,29 +34,41 @@ def fit_steps_to_minutes(family: Any, config: Any, source: TrainingSource, minut
     """Set `config.train.steps` so training `family` on `source` takes about `minutes`, from seconds per
     step timed on short real runs of fresh solvers (with the discriminator on, too, when the config
     trains one: its share of the run stays the config's `disc_start / steps`; each kind of batch of a
-    source's `mixture` on its own, weighed by its share). The warm-up and every
+    source's `mixture` on its own, weighed by its share). Steps are timed as they are once every
+    warm-up the loss config names in `warmup_starts` is over (the audio codec's mel loss and RVQ), and
+    the steps before the first of them as they are then. The warm-up and every
     step count named in `schedule_keys` (dotted, e.g. `loss.disc_start`) scale with the run, so the
     schedule keeps its proportions, and `train.max_minutes` becomes `minutes`: a step time that wanders up
     later in the run (a shared machine) stops it at the budget rather than past it. Returns the plan:
-    steps, seconds per step, and the scaled keys."""
+    steps, seconds per step (`early_`: of the `early_steps` before the first warm-up ends), and the scaled
+    keys."""
     parts = source.mixture() if hasattr(source, "mixture") else [("batches", 1.0, source)]
+    loss = config.loss
+    warmups = tuple(getattr(loss, "warmup_starts", ()))
 
-    def timed(disc_start: int) -> dict[str, float]:
+    def timed(disc_start: int, warmed: bool = True) -> dict[str, float]:
         trial = copy.deepcopy(config)
         trial.loss.disc_start = disc_start
+        for key in warmups if warmed else ():
+            setattr(trial.loss, key, 0)
         return {kind: loop_seconds_per_step(family.build_solver(trial, part), trial.train, calibration_steps) for kind, _, part in parts}
 
     def mean(by_kind: dict[str, float]) -> float:
         return sum(share * by_kind[kind] for kind, share, _ in parts)
 
-    loss = config.loss
     gan = getattr(loss, "gan_weight", 0) > 0
-    plain_by_kind = timed(calibration_steps + 1 if gan else loss.disc_start)
+    no_disc = calibration_steps + 1 if gan else loss.disc_start
+    plain_by_kind = timed(no_disc)
     plain = mean(plain_by_kind)
     adversarial = mean(timed(0)) if gan else plain
     gan_share = max(0.0, 1 - loss.disc_start / config.train.steps) if gan else 0.0
     per_step = (1 - gan_share) * plain + gan_share * adversarial
-    steps = max(10, int(minutes * 60 / per_step))
+    # the steps before the first warm-up ends cost what they cost then (cheaper: less is computed)
+    early = min((getattr(loss, key) for key in warmups), default=0)
+    early_step = mean(timed(no_disc, warmed=False)) if early > 0 else per_step
+    seconds = minutes * 60
+    head = min(early, int(seconds / early_step))
+    steps = max(10, head + int((seconds - head * early_step) / per_step))
     scale = steps / config.train.steps
     config.train.steps = steps
     config.train.max_minutes = minutes  # the plan's hard stop, should the machine slow down mid-run
@@ -68,7 +80,7 @@ def fit_steps_to_minutes(family: Any, config: Any, source: TrainingSource, minut
         schedule[key] = getattr(parent, leaf)
     return {"minutes": minutes, "steps": steps, "seconds_per_step": per_step, "plain_seconds_per_step": plain,
             "adversarial_seconds_per_step": adversarial, "plain_seconds_per_step_by_kind": plain_by_kind,
-            "schedule": schedule}  # fmt: skip
+            "early_seconds_per_step": early_step, "early_steps": head, "schedule": schedule}  # fmt: skip
 
 
 def apply_schedule(config: Any, plan: dict[str, Any]) -> None:

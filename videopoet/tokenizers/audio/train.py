@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -46,6 +46,10 @@ from videopoet.tokenizers.trainer import FamilyTrainingConfig, SolverBase, Train
 class AudioLossConfig:
     """Weights of the audio tokenizer's training losses (the commitment weight is the model's own,
     `model.commitment_weight`, since the model computes that loss)."""
+
+    # steps before which part of a step is skipped (the mel loss, the RVQ): time budgets
+    # (`videopoet.tokenizers.budget`) time the steps after them, which cost more
+    warmup_starts: ClassVar[tuple[str, ...]] = ("mel_start", "quantizer_start")
 
     mel_weight: float = 1.0
     mel_windows: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)  # multi-scale mel window sizes
