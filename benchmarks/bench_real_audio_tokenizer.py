@@ -44,6 +44,7 @@ from videopoet.config import load_section, to_dict  # noqa: E402
 from videopoet.data.corpus import MODALITY_EXTENSIONS, split_files  # noqa: E402
 from videopoet.data.sources import training_source  # noqa: E402
 from videopoet.errors import UserError  # noqa: E402
+from videopoet.runs import step_of  # noqa: E402
 from videopoet.tokenizers.audio.train import AudioTokenizerTrainingConfig  # noqa: E402
 from videopoet.tokenizers.budget import fit_steps_to_minutes  # noqa: E402
 from videopoet.tokenizers.registry import get_family  # noqa: E402
@@ -335,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = evaluate(model, files, args.seconds or None, out / "spectrograms", opus=not args.no_opus)
     trained = (json.loads((out / "config.json").read_text()).get("training") or {}) if args.eval_only else to_dict(config)
     last = latest_checkpoint(out)  # the steps run: `train.max_minutes` may stop a run before its plan
-    steps = int(last.name.removeprefix("step_")) if last else None
+    steps = step_of(last) if last else None
     result.update(targets=targets(result["groups"], result["bitrate_kbps"]), corpus=str(args.corpus),
                   media=[str(m) for m in args.media], out=str(out), spectrogram_dir=str(out / "spectrograms"),
                   config_file=str(args.config), preset=args.preset, overrides=args.overrides, training=trained,

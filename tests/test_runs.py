@@ -64,3 +64,8 @@ def test_settings_guard_refuses_other_settings_and_names_the_key(tmp_path: Path)
         runs.check_settings(path, {"fps": 8, "frames": 9}, "clips", "choose another folder")
     runs.check_settings(tmp_path / "other.json", {"a": 1}, "x", "y", write=False)
     assert not (tmp_path / "other.json").exists()
+
+
+def test_step_of_reads_the_step_a_checkpoint_folder_is_named_for(tmp_path: Path) -> None:
+    folder = runs.RunFolder(tmp_path).checkpoint(1234)
+    assert folder.name == "step_0001234" and runs.step_of(folder) == 1234

@@ -98,6 +98,11 @@ def step_name(step: int) -> str:
     return f"step_{step:07d}"
 
 
+def step_of(checkpoint: str | Path) -> int:
+    """The step of a checkpoint folder named by `step_name`."""
+    return int(Path(checkpoint).name.removeprefix("step_"))
+
+
 class RunFolder:
     """A run's folder: its checkpoints, the `latest` pointer, and the settings it was made with."""
 
