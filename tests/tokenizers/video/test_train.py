@@ -23,6 +23,7 @@ from videopoet.tokenizers.video.train import (
     VideoSolver,
     VideoTokenizerTrainingConfig,
     block_means,
+    item_balanced_mse,
 )
 
 FAMILY = get_family("video")
@@ -89,6 +90,33 @@ def test_loss_config() -> None:
         from_dict(VideoTokenizerTrainingConfig, {"loss": {"l1_weight": 0.0}})
     with pytest.raises(ConfigError, match="unknown config key 'loss.gan_wieght'"):
         from_dict(VideoTokenizerTrainingConfig, {"loss": {"gan_wieght": 0.0}})
+
+
+def test_item_balanced_mse_gives_every_item_the_same_say() -> None:
+    """Its value is the plain MSE, its gradient the mean log-MSE's scaled by it: an item with a tenth of
+    another's error pulls as hard as it, where the plain MSE lets the large error dominate; a bad
+    `l2_balance` is refused."""
+    diff = torch.tensor([[0.1, 0.1], [1.0, 1.0]]) / 10 ** 0.5  # per-item MSE 0.001 and 0.1
+    x = diff.clone().requires_grad_(True)
+    value = item_balanced_mse(x)
+    assert value.item() == pytest.approx(diff.pow(2).mean().item())
+    value.backward()
+    plain = diff.clone().requires_grad_(True)
+    plain.pow(2).mean().backward()
+    mean = diff.pow(2).mean()
+    logged = diff.clone().requires_grad_(True)
+    logged.pow(2).mean(1).log().mean().backward()
+    assert torch.allclose(x.grad, mean * logged.grad)
+    # d/d(error) per item: plain MSE 10x larger on the large error; balanced: the same size per unit log error
+    assert plain.grad[1, 0] / plain.grad[0, 0] == pytest.approx(10.0)
+    assert x.grad[1, 0] * diff[1, 0] == pytest.approx((x.grad[0, 0] * diff[0, 0]).item())
+    with pytest.raises(ValueError, match="l2_balance"):
+        VideoLossConfig(l2_balance="clips")  # type: ignore[arg-type]
+    config = small(l2_weight=1.0, l2_balance="items", gan_weight=0.0)
+    solver = FAMILY.build_solver(config, training_source(FAMILY, "shapes", config))
+    batch = solver.sample_batch(np.random.default_rng(0))
+    _, logs, recon = solver.generator_loss(batch, step=0)
+    assert logs["l2"] == pytest.approx((recon.float() - batch.float()).pow(2).mean().item(), rel=1e-4)
 
 
 def test_lowpass_term_weighs_block_means_only() -> None:

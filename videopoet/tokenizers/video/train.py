@@ -6,7 +6,10 @@ Losses (MAGVIT-v2 recipe, each weight configurable in `VideoLossConfig`):
   between the two averaged over `lowpass_factor` x `lowpass_factor` blocks of each frame (`lowpass_weight`):
   that is the block-mean part of the plain L2, so its weight adds to what slow colour and shading errors
   cost (a near-white sky coming back with pink and green blotches a few blocks wide) against texture; no
-  config sets it: at weight 10 the real-video recipe learned slower (docs/results.md, "Real video");
+  config sets it: at weight 10 the real-video recipe learned slower (docs/results.md, "Real video").
+  `l2_balance: items` weighs each clip's (or photograph's) squared error by the batch's mean over its own,
+  so the L2 term's gradient is that of the items' mean PSNR (per-item log MSE) at the plain L2's size: a
+  flat clip with a tenth of a textured one's error counts as much, where plain L2 lets texture dominate;
 - LFQ: commitment, plus the entropy loss whose weight decays linearly from `entropy_weight` to
   `entropy_weight_final` over `entropy_anneal_steps` (strong at first so the codebook spreads out, weaker
   later so it stops fighting reconstruction). These weights replace the model config's LFQ weights;
@@ -38,6 +41,16 @@ from videopoet.tokenizers.video.lfq import CodebookUsage
 from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfig
 
 
+def item_balanced_mse(diff: torch.Tensor, floor: float = 1e-5) -> torch.Tensor:
+    """Mean squared error of `diff` (B, ...) with each item's error weighted by the batch mean over its own
+    (detached, each item's floored at `floor`, about 53 dB on [-1, 1]): the value is the plain mean squared
+    error, the gradient is the mean one's times the gradient of the items' mean log error, so every item's
+    PSNR counts the same."""
+    per_item = diff.pow(2).flatten(1).mean(1)
+    weights = (per_item.mean() / per_item.clamp_min(floor)).detach()
+    return (weights * per_item).mean()
+
+
 def block_means(video: torch.Tensor, factor: int) -> torch.Tensor:
     """Each frame of (B, C, T, H, W) `video` averaged over `factor` x `factor` blocks (edge blocks over
     what they hold)."""
@@ -50,6 +63,7 @@ class VideoLossConfig:
 
     l1_weight: float = 1.0
     l2_weight: float = 0.0
+    l2_balance: Literal["pixels", "items"] = "pixels"  # items: each item's L2 by its log (mean PSNR)
     lowpass_weight: float = 0.0  # L2 of the block means of each frame; 0 turns it off
     lowpass_factor: int = 8  # block side (pixels) of that term
     commitment_weight: float = 0.25
@@ -72,6 +86,8 @@ class VideoLossConfig:
             raise ValueError(f"loss weights must be non-negative: {', '.join(bad)}")
         if self.l1_weight == 0 and self.l2_weight == 0:
             raise ValueError("l1_weight and l2_weight are both 0: nothing would teach reconstruction")
+        if self.l2_balance not in ("pixels", "items"):
+            raise ValueError(f"l2_balance must be 'pixels' or 'items', got {self.l2_balance!r}")
         if self.lowpass_factor < 1:
             raise ValueError(f"lowpass_factor must be >= 1, got {self.lowpass_factor}")
         if self.entropy_anneal_steps < 0 or self.disc_start < 0:
@@ -133,7 +149,8 @@ class VideoSolver(SolverBase):
         cfg = self.config.loss
         recon, quant = self.model(batch)
         diff = recon.float() - batch.float()
-        l1, l2 = diff.abs().mean(), diff.pow(2).mean()
+        l1 = diff.abs().mean()
+        l2 = item_balanced_mse(diff) if cfg.l2_balance == "items" else diff.pow(2).mean()
         rec = cfg.l1_weight * l1 + cfg.l2_weight * l2
         if cfg.lowpass_weight > 0:
             lowpass = block_means(diff, cfg.lowpass_factor).pow(2).mean()
