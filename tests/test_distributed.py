@@ -49,3 +49,6 @@ def test_one_process_is_a_group_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
     assert distributed.average_gradients(list(layer.parameters()), flag=1.0) == 1.0  # the flag comes back as is
     assert torch.equal(layer.weight.grad, grad)  # and the gradients are untouched
     assert distributed.local_device("cpu") == torch.device("cpu")
+    value = torch.tensor([1.0, 3.0], requires_grad=True)
+    mean = distributed.mean_over_ranks(value)
+    assert torch.equal(mean, value.detach()) and not mean.requires_grad  # one rank: the value, detached

@@ -133,6 +133,17 @@ def average_gradients(params: Sequence[nn.Parameter], flag: float = 0.0) -> floa
     return float(flat[-1])
 
 
+def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
+    """The mean of the detached tensor `value` over the ranks (one small all-reduce; on one process,
+    `value` itself): a batch statistic that must be the global batch's, whatever the rank count."""
+    value = value.detach()
+    if rank_and_world()[1] == 1:
+        return value
+    total = value.clone()
+    dist.all_reduce(total)
+    return total / dist.get_world_size()
+
+
 def count_ranks(flag: bool, device: torch.device) -> int:
     """How many ranks pass `flag` (one small all-reduce; on one process, `flag` itself)."""
     if rank_and_world()[1] == 1:

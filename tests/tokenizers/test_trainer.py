@@ -189,6 +189,7 @@ params[0].grad = torch.full_like(params[0], float(rank + 1))  # rank 0: 1, rank 
 params[1].grad = None if rank == 0 else torch.full_like(params[1], 4.0)  # a parameter one rank did not use
 report["flags"] = distributed.average_gradients(params, flag=float(rank == 1))
 report["plan"] = distributed.broadcast_object({"steps": 10 + rank})
+report["mean"] = distributed.mean_over_ranks(torch.tensor(1.0 + 2 * rank, requires_grad=True)).tolist()
 report["net"] = [p.tolist() for p in params]
 report["grads"] = [params[0].grad.unique().tolist(), params[1].grad.unique().tolist(), params[2].grad is None]
 (out / f"rank{rank}.json").write_text(json.dumps(report))
@@ -223,6 +224,7 @@ def test_two_ranks_keep_the_same_weights_and_stop_together(tmp_path: Path) -> No
     # as zero), one no rank has stays None; rank 1's flag and rank 0's plan reach both
     assert r0["net"] == r1["net"] and r0["grads"] == r1["grads"] == [[1.5], [2.0], True]
     assert r0["flags"] == r1["flags"] == 1.0 and r0["plan"] == r1["plan"] == {"steps": 10}
+    assert r0["mean"] == r1["mean"] == 2.0  # (1 + 3) / 2: a batch statistic of the global batch
 
 
 def test_crash_while_saving_keeps_latest_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,31 +92,48 @@ def test_loss_config() -> None:
         from_dict(VideoTokenizerTrainingConfig, {"loss": {"gan_wieght": 0.0}})
 
 
-def test_item_balanced_mse_gives_every_item_the_same_say() -> None:
-    """Its value is the plain MSE, its gradient the mean log-MSE's scaled by it: an item with a tenth of
-    another's error pulls as hard as it, where the plain MSE lets the large error dominate; a bad
-    `l2_balance` is refused."""
-    diff = torch.tensor([[0.1, 0.1], [1.0, 1.0]]) / 10 ** 0.5  # per-item MSE 0.001 and 0.1
+def test_item_balanced_mse_gives_every_item_the_same_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its value is the plain MSE, its gradient the mean log-MSE's scaled by the global batch's MSE: an
+    item with a tenth of another's error pulls as hard as it, where the plain MSE lets the large error
+    dominate; items are whole clips; `l2_balance: items` uses it and `pixels` does not."""
+    scale = torch.tensor([0.1, 1.0]).view(2, 1, 1, 1, 1) / 10**0.5  # per-item MSE 0.001 and 0.1
+    diff = scale * torch.ones(2, 3, 5, 4, 4)
     x = diff.clone().requires_grad_(True)
     value = item_balanced_mse(x)
     assert value.item() == pytest.approx(diff.pow(2).mean().item())
     value.backward()
-    plain = diff.clone().requires_grad_(True)
-    plain.pow(2).mean().backward()
-    mean = diff.pow(2).mean()
     logged = diff.clone().requires_grad_(True)
-    logged.pow(2).mean(1).log().mean().backward()
-    assert torch.allclose(x.grad, mean * logged.grad)
-    # d/d(error) per item: plain MSE 10x larger on the large error; balanced: the same size per unit log error
-    assert plain.grad[1, 0] / plain.grad[0, 0] == pytest.approx(10.0)
-    assert x.grad[1, 0] * diff[1, 0] == pytest.approx((x.grad[0, 0] * diff[0, 0]).item())
+    logged.pow(2).flatten(1).mean(1).log().mean().backward()
+    assert torch.allclose(x.grad, diff.pow(2).mean() * logged.grad)
+    pull = (x.grad * diff).flatten(1)[:, 0]  # gradient times error: the same for both items
+    assert pull[1].item() == pytest.approx(pull[0].item())
+    zero = torch.zeros(2, 3, 1, 4, 4, requires_grad=True)  # a perfect batch: floored, no NaN
+    item_balanced_mse(zero).backward()
+    assert item_balanced_mse(zero).item() == 0 and torch.isfinite(zero.grad).all()
+    # under several ranks the weights are the global batch's mean over each item's own
+    import videopoet.tokenizers.video.train as train_module
+
+    monkeypatch.setattr(train_module, "mean_over_ranks", lambda t: t.detach() * 0 + 0.5)
+    y = diff.clone().requires_grad_(True)
+    item_balanced_mse(y).backward()
+    assert torch.allclose(y.grad, 0.5 * logged.grad)
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="l2_balance"):
         VideoLossConfig(l2_balance="clips")  # type: ignore[arg-type]
-    config = small(l2_weight=1.0, l2_balance="items", gan_weight=0.0)
-    solver = FAMILY.build_solver(config, training_source(FAMILY, "shapes", config))
-    batch = solver.sample_batch(np.random.default_rng(0))
-    _, logs, recon = solver.generator_loss(batch, step=0)
-    assert logs["l2"] == pytest.approx((recon.float() - batch.float()).pow(2).mean().item(), rel=1e-4)
+    calls: list[int] = []
+
+    def counted(d: torch.Tensor) -> torch.Tensor:
+        calls.append(d.shape[0])
+        return item_balanced_mse(d)
+
+    monkeypatch.setattr(train_module, "item_balanced_mse", counted)
+    for balance in ("pixels", "items"):
+        config = small(l2_weight=1.0, l2_balance=balance, gan_weight=0.0)
+        solver = FAMILY.build_solver(config, training_source(FAMILY, "shapes", config))
+        batch = solver.sample_batch(np.random.default_rng(0))
+        _, logs, recon = solver.generator_loss(batch, step=0)
+        assert logs["l2"] == pytest.approx((recon.float() - batch.float()).pow(2).mean().item(), rel=1e-4)
+    assert calls == [batch.shape[0]]  # only `items` went through it, with the whole batch
 
 
 def test_lowpass_term_weighs_block_means_only() -> None:

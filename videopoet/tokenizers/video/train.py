@@ -7,9 +7,10 @@ Losses (MAGVIT-v2 recipe, each weight configurable in `VideoLossConfig`):
   that is the block-mean part of the plain L2, so its weight adds to what slow colour and shading errors
   cost (a near-white sky coming back with pink and green blotches a few blocks wide) against texture; no
   config sets it: at weight 10 the real-video recipe learned slower (docs/results.md, "Real video").
-  `l2_balance: items` weighs each clip's (or photograph's) squared error by the batch's mean over its own,
-  so the L2 term's gradient is that of the items' mean PSNR (per-item log MSE) at the plain L2's size: a
-  flat clip with a tenth of a textured one's error counts as much, where plain L2 lets texture dominate;
+  `l2_balance: items` weighs each clip's (or photograph's) squared error by the global batch's mean over
+  its own, so the L2 term's gradient is that of the items' mean PSNR (per-item log MSE) at the plain L2's
+  size: a flat clip with a tenth of a textured one's error counts as much, where plain L2 lets texture
+  dominate (it also changes the L2's share of the GAN's adaptive weight);
 - LFQ: commitment, plus the entropy loss whose weight decays linearly from `entropy_weight` to
   `entropy_weight_final` over `entropy_anneal_steps` (strong at first so the codebook spreads out, weaker
   later so it stops fighting reconstruction). These weights replace the model config's LFQ weights;
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from videopoet.distributed import mean_over_ranks
 from videopoet.metrics.video import psnr, ssim
 from videopoet.tokenizers.adversarial import LeCamEMA, adaptive_weight, d_loss, g_loss
 from videopoet.tokenizers.trainer import FamilyTrainingConfig, SolverBase, TrainingSource, train_tokenizer
@@ -42,12 +44,13 @@ from videopoet.tokenizers.video.model import VideoTokenizer, VideoTokenizerConfi
 
 
 def item_balanced_mse(diff: torch.Tensor, floor: float = 1e-5) -> torch.Tensor:
-    """Mean squared error of `diff` (B, ...) with each item's error weighted by the batch mean over its own
-    (detached, each item's floored at `floor`, about 53 dB on [-1, 1]): the value is the plain mean squared
-    error, the gradient is the mean one's times the gradient of the items' mean log error, so every item's
-    PSNR counts the same."""
+    """Mean squared error of `diff` (B, ...) with each item's error weighted by the global batch's mean
+    (over every rank) over its own, detached, each item's floored at `floor` (56 dB on [-1, 1]): the value
+    is the plain mean squared error (when no item is below the floor), the gradient, averaged over the
+    ranks, is the mean one's times the gradient of the items' mean log error, so every item's PSNR counts
+    the same on any number of ranks (with one item per rank too)."""
     per_item = diff.pow(2).flatten(1).mean(1)
-    weights = (per_item.mean() / per_item.clamp_min(floor)).detach()
+    weights = (mean_over_ranks(per_item.mean()) / per_item.clamp_min(floor)).detach()
     return (weights * per_item).mean()
 
 
